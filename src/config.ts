@@ -1,0 +1,64 @@
+// Every limit and default in one place: the env is parsed once per isolate, each field says its
+// default, and nonsense values are rejected at start-up instead of surfacing mid-conversation.
+import { z } from "zod";
+
+const int = (def: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+const list = z
+  .string()
+  .optional()
+  .transform((s) => (s ?? "").split(",").map((x) => x.trim()).filter(Boolean));
+const bool = z
+  .union([z.boolean(), z.enum(["true", "false", "1", "0", ""])])
+  .optional()
+  .transform((v) => v === true || v === "true" || v === "1");
+const optionalString = z
+  .string()
+  .optional()
+  .transform((s) => (s ? s : undefined));
+
+export const ConfigSchema = z.object({
+  /** HS256 shared secret. No secret and no JWKS URL means every protected route answers 503. */
+  AUTH_SECRET: optionalString,
+  /** JWKS endpoint for RS256/ES256/EdDSA tokens. Default: none. */
+  AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
+  /** Required `iss` claim when set. Default: not checked. */
+  AUTH_ISSUER: optionalString,
+  /** Required `aud` claim when set. Default: not checked. */
+  AUTH_AUDIENCE: optionalString,
+  /** Comma list of origins allowed to upgrade. Default: empty (Origin not checked). */
+  ALLOWED_ORIGINS: list,
+  /** Upgrade attempts per 10 s per client IP. Default 60. */
+  UPGRADE_LIMIT: int(60, 1, 1_000_000),
+  /** Largest client frame in UTF-8 bytes, and largest HTTP publish body. Default 65536. */
+  MAX_MESSAGE_BYTES: int(65_536, 256, 1_048_576),
+  /** Token-bucket refill per connection, frames per second. Default 10. */
+  RATE_LIMIT_PER_SEC: int(10, 1, 1_000_000),
+  /** Token-bucket capacity per connection. Default 20. */
+  RATE_LIMIT_BURST: int(20, 1, 1_000_000),
+  /** Messages retained per room for history and resume. Default 1000. */
+  HISTORY_LIMIT: int(1000, 1, 1_000_000),
+  /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
+  IDLE_TIMEOUT_SEC: int(90, 5, 86_400),
+  /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */
+  DEV_TOKENS: bool,
+  /** Serves the benchmark's floor room at /floor/:room/ws. Set only by the bench script. Default false. */
+  BENCH_FLOOR: bool,
+});
+export type Config = z.infer<typeof ConfigSchema>;
+
+export class ConfigError extends Error {}
+
+const cache = new WeakMap<object, Config>();
+
+/** Parses the Worker env once per isolate (env objects are stable per isolate). */
+export function loadConfig(env: object): Config {
+  let config = cache.get(env);
+  if (!config) {
+    const parsed = ConfigSchema.safeParse(env);
+    if (!parsed.success) throw new ConfigError(z.prettifyError(parsed.error));
+    config = parsed.data;
+    cache.set(env, config);
+  }
+  return config;
+}

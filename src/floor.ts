@@ -1,0 +1,23 @@
+// The benchmark's floor: the least a hibernating room can do (accept, auto-response, loop and
+// send). Served at /floor/:room/ws only when BENCH_FLOOR=true (set by the bench script), so the
+// room's figures can be reported as ratios against it from the same run.
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "./env";
+
+export class FloorRoom extends DurableObject<Env> {
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+  }
+
+  override async fetch(): Promise<Response> {
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.ctx.acceptWebSocket(server);
+    server.send('{"type":"welcome"}');
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override webSocketMessage(_ws: WebSocket, message: string | ArrayBuffer): void {
+    for (const ws of this.ctx.getWebSockets()) ws.send(message);
+  }
+}

@@ -1,0 +1,198 @@
+// The wire contract (../shared/PROTOCOL.md) as zod schemas. Every frame type used by the
+// server, the client SDK and the tests is inferred from here: one source of truth.
+import { z } from "zod";
+
+export const ROOM_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+export const MAX_ID_LENGTH = 64;
+export const MAX_PRESENCE_STATE_BYTES = 1024;
+export const HISTORY_PAGE_MAX = 100;
+export const HISTORY_PAGE_DEFAULT = 50;
+
+/** Capabilities a token can grant per room; `*` grants all of them. */
+export const Capability = z.enum(["subscribe", "publish", "history", "admin"]);
+export type Capability = z.infer<typeof Capability>;
+
+/** Error codes, one list for HTTP bodies and `error` frames. */
+export const ErrorCode = z.enum([
+  "bad_request",
+  "upgrade_required",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "too_large",
+  "rate_limited",
+  "auth_not_configured",
+  "misconfigured",
+  "internal",
+]);
+export type ErrorCode = z.infer<typeof ErrorCode>;
+
+/** Close codes the server uses. 4408 is the spec's idle close; the rest are RFC 6455. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tooBig: 1009,
+  serverError: 1011,
+  idle: 4408,
+} as const;
+
+const utf8 = new TextEncoder();
+export const utf8Length = (s: string): number => utf8.encode(s).byteLength;
+
+const Id = z.string().min(1).max(MAX_ID_LENGTH);
+const Seq = z.number().int().nonnegative();
+
+// ---- client → server ---------------------------------------------------------------------
+
+export const PublishFrame = z.object({
+  type: z.literal("publish"),
+  data: z.unknown(),
+  id: Id.optional(),
+});
+export const DirectFrame = z.object({
+  type: z.literal("direct"),
+  to: z.string().min(1).max(MAX_ID_LENGTH),
+  data: z.unknown(),
+  id: Id.optional(),
+});
+export const PresenceState = z
+  .record(z.string(), z.unknown())
+  .refine((s) => utf8Length(JSON.stringify(s)) <= MAX_PRESENCE_STATE_BYTES, {
+    message: `presence state must be at most ${MAX_PRESENCE_STATE_BYTES} bytes serialized`,
+  });
+export const PresenceFrame = z.object({
+  type: z.literal("presence"),
+  state: PresenceState,
+  id: Id.optional(),
+});
+export const HistoryFrame = z.object({
+  type: z.literal("history"),
+  before: Seq.optional(),
+  limit: z.number().int().min(1).max(HISTORY_PAGE_MAX).optional(),
+  id: Id.optional(),
+});
+
+export const ClientFrame = z.discriminatedUnion("type", [
+  PublishFrame,
+  DirectFrame,
+  PresenceFrame,
+  HistoryFrame,
+]);
+export type ClientFrame = z.infer<typeof ClientFrame>;
+
+/** The exact text answered by the runtime's auto-response without waking the room. */
+export const PING = "ping";
+export const PONG = "pong";
+
+// ---- server → client ---------------------------------------------------------------------
+
+export const UserRef = z.object({ id: z.string(), name: z.string() });
+export type UserRef = z.infer<typeof UserRef>;
+
+export const PresenceEntry = z.object({
+  id: z.string(),
+  name: z.string(),
+  state: z.record(z.string(), z.unknown()),
+  connections: z.number().int().positive(),
+});
+export type PresenceEntry = z.infer<typeof PresenceEntry>;
+
+export const WelcomeFrame = z.object({
+  type: z.literal("welcome"),
+  room: z.string(),
+  connectionId: z.string(),
+  user: UserRef,
+  epoch: z.string(),
+  seq: Seq,
+  presence: z.array(PresenceEntry),
+  recovered: z.boolean().optional(),
+});
+export const MessageFrame = z.object({
+  type: z.literal("message"),
+  seq: z.number().int().positive(),
+  ts: z.number(),
+  from: UserRef,
+  data: z.unknown(),
+  id: z.string().optional(),
+});
+export const DirectMessageFrame = z.object({
+  type: z.literal("direct"),
+  from: UserRef,
+  data: z.unknown(),
+  id: z.string().optional(),
+});
+export const AckFrame = z.object({ type: z.literal("ack"), id: z.string() });
+export const PresenceEventFrame = z.object({
+  type: z.literal("presence"),
+  event: z.enum(["join", "leave", "update"]),
+  user: z.object({ id: z.string(), name: z.string(), state: z.record(z.string(), z.unknown()) }),
+});
+export const HistoryPageFrame = z.object({
+  type: z.literal("history"),
+  id: z.string().optional(),
+  messages: z.array(MessageFrame),
+  more: z.boolean(),
+});
+export const ErrorFrame = z.object({
+  type: z.literal("error"),
+  code: ErrorCode,
+  message: z.string(),
+  id: z.string().optional(),
+});
+
+export const ServerFrame = z.discriminatedUnion("type", [
+  WelcomeFrame,
+  MessageFrame,
+  DirectMessageFrame,
+  AckFrame,
+  PresenceEventFrame,
+  HistoryPageFrame,
+  ErrorFrame,
+]);
+export type ServerFrame = z.infer<typeof ServerFrame>;
+export type WelcomeFrame = z.infer<typeof WelcomeFrame>;
+export type MessageFrame = z.infer<typeof MessageFrame>;
+export type DirectMessageFrame = z.infer<typeof DirectMessageFrame>;
+export type AckFrame = z.infer<typeof AckFrame>;
+export type PresenceEventFrame = z.infer<typeof PresenceEventFrame>;
+export type HistoryPageFrame = z.infer<typeof HistoryPageFrame>;
+export type ErrorFrame = z.infer<typeof ErrorFrame>;
+
+/** A server WebSocket message is one frame, or an array of frames when the room batches. */
+export function decodeServerMessage(text: string): ServerFrame[] {
+  const parsed: unknown = JSON.parse(text);
+  return (Array.isArray(parsed) ? parsed : [parsed]) as ServerFrame[];
+}
+
+// ---- HTTP --------------------------------------------------------------------------------
+
+export const HistoryQuery = z.object({
+  before: z.coerce.number().int().positive().optional(),
+  limit: z.coerce.number().int().min(1).max(HISTORY_PAGE_MAX).default(HISTORY_PAGE_DEFAULT),
+});
+export const PublishBody = z.object({ data: z.unknown() });
+export const IdempotencyKey = z.string().min(1).max(64);
+
+export interface HttpError {
+  error: { code: ErrorCode; message: string };
+}
+export interface HistoryPage {
+  messages: MessageFrame[];
+  more: boolean;
+}
+export interface PublishResult {
+  seq: number;
+  epoch: string;
+}
+export interface RoomStats {
+  room: string;
+  connections: number;
+  users: number;
+  seq: number;
+  epoch: string;
+  published: number;
+  delivered: number;
+  rejected: number;
+  rateLimited: number;
+}

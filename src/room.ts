@@ -1,0 +1,413 @@
+// One Durable Object per room. It owns the room's sockets through the Hibernation API, its
+// message log, presence and counters, and reads top to bottom: join, frames, leave, sweep,
+// then the HTTP-side calls the Worker makes over RPC.
+import { DurableObject } from "cloudflare:workers";
+import { loadConfig, type Config } from "./config";
+import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
+import type { Env } from "./env";
+import { History } from "./history";
+import { IdempotencyKeys } from "./idempotency";
+import { Presence } from "./presence";
+import {
+  ClientFrame,
+  CloseCode,
+  MAX_ID_LENGTH,
+  PING,
+  PONG,
+  utf8Length,
+  type Capability,
+  type ErrorCode,
+  type HistoryPage,
+  type PresenceEntry,
+  type PublishResult,
+  type RoomStats,
+  type ServerFrame,
+  type UserRef,
+} from "./protocol";
+import { capsToBits, Session, type Attachment, type Limits } from "./session";
+
+/** What the Worker tells the room about a verified upgrade (an internal header, never the client's). */
+export interface Join {
+  room: string;
+  user: UserRef;
+  caps: Capability[];
+  since?: number;
+  epoch?: string;
+}
+export const JOIN_HEADER = "x-edgerooms-join";
+
+export class Room extends DurableObject<Env> {
+  readonly #config: Config;
+  readonly #limits: Limits;
+  readonly #sql: SqlStorage;
+  readonly #epoch: string;
+  readonly #history: History;
+  readonly #presence: Presence;
+  readonly #counters: Counters;
+  readonly #idempotency: IdempotencyKeys;
+  /** Live sessions by socket: the in-memory index the hot path reads instead of getWebSockets(). */
+  readonly #sessions = new Map<WebSocket, Session>();
+  /** When the alarm is set for, as far as this instance knows (null: none). */
+  #alarmAt: number | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#config = loadConfig(env);
+    const idleMs = this.#config.IDLE_TIMEOUT_SEC * 1000;
+    this.#limits = {
+      ratePerSec: this.#config.RATE_LIMIT_PER_SEC,
+      burst: this.#config.RATE_LIMIT_BURST,
+      touchEveryMs: Math.min(10_000, idleMs / 10),
+    };
+    // SQLite calls are synchronous, so start-up needs no blockConcurrencyWhile; every statement
+    // is idempotent, so a constructor that throws half-way is simply run again on the next event.
+    this.#sql = ctx.storage.sql;
+    this.#sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+    this.#epoch = this.#loadEpoch();
+    this.#history = new History(this.#sql, this.#config.HISTORY_LIMIT);
+    this.#presence = new Presence(this.#sql);
+    this.#counters = new Counters(this.#sql);
+    this.#idempotency = new IdempotencyKeys(this.#sql);
+    // Answered by the runtime itself, without waking a hibernated room.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
+    this.#rebuild();
+    void ctx.blockConcurrencyWhile(async () => {
+      this.#alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  /**
+   * Hibernation is handled here once: the session index and presence are rebuilt from the
+   * sockets' attachments. getWebSockets() can return sockets that are already closing; those
+   * are left out and their close event is announced when it arrives (see #drop).
+   */
+  #rebuild(): void {
+    for (const ws of this.ctx.getWebSockets()) {
+      if (ws.readyState !== WebSocket.READY_STATE_OPEN) continue;
+      const attachment = Session.readAttachment(ws);
+      if (!attachment || attachment.x) {
+        closeQuietly(ws, CloseCode.serverError, "unreadable session");
+        continue;
+      }
+      this.#sessions.set(ws, new Session(ws, attachment, this.#limits));
+    }
+    this.#presence.rebuild(this.#sessions.values());
+  }
+
+  #loadEpoch(): string {
+    const row = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'epoch'`).toArray()[0];
+    if (row) return row.value;
+    // A new epoch only when the room's storage is new: history from another epoch cannot resume.
+    const epoch = randomId();
+    this.#sql.exec(`INSERT INTO meta (key, value) VALUES ('epoch', ?)`, epoch);
+    return epoch;
+  }
+
+  // ---- join ----------------------------------------------------------------------------
+
+  override async fetch(request: Request): Promise<Response> {
+    const header = request.headers.get(JOIN_HEADER);
+    if (!header || request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("room endpoint is internal", { status: 400 });
+    }
+    const join = JSON.parse(header) as Join;
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    const now = Date.now();
+    const attachment: Attachment = {
+      v: 1,
+      c: randomId(),
+      u: join.user.id,
+      n: join.user.name,
+      k: capsToBits(join.caps),
+      s: now,
+    };
+    this.ctx.acceptWebSocket(server);
+    server.serializeAttachment(attachment);
+    const session = new Session(server, attachment, this.#limits);
+    this.#sessions.set(server, session);
+    const first = this.#presence.add(session);
+
+    const recovered =
+      join.since === undefined ? undefined : join.epoch === this.#epoch && this.#history.covers(join.since);
+    this.#send(session, {
+      type: "welcome",
+      room: join.room,
+      connectionId: attachment.c,
+      user: session.user,
+      epoch: this.#epoch,
+      seq: this.#history.seq,
+      presence: this.#presence.list(),
+      ...(recovered === undefined ? {} : { recovered }),
+    });
+    // Missed messages go out before the handler returns, so nothing new can overtake them.
+    if (recovered) {
+      const missed = this.#history.after(join.since!);
+      for (const frame of missed) this.#sendText(session, frame);
+      this.#count("delivered", missed.length);
+    }
+    if (first) this.#announce("join", session.user.id, session);
+    this.#scheduleAlarm(now + this.#config.IDLE_TIMEOUT_SEC * 1000);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  // ---- frames --------------------------------------------------------------------------
+
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    const session = this.#sessions.get(ws);
+    if (!session) return; // closing, or closed by the room: nothing it sends counts
+    const now = Date.now();
+    session.touch(now);
+    if (!session.bucket.take(now)) {
+      this.#count("rateLimited");
+      return this.#reject(session, "rate_limited", "too many frames; slow down", undefined, now);
+    }
+    const parsed = this.#parse(message);
+    if ("code" in parsed) return this.#reject(session, parsed.code, parsed.message, parsed.id, now);
+
+    const frame = parsed.frame;
+    switch (frame.type) {
+      case "publish": {
+        if (!session.can("publish")) return this.#forbidden(session, "publish", frame.id, now);
+        this.#publish(session.user, frame.data, frame.id);
+        return;
+      }
+      case "direct": {
+        if (!session.can("publish")) return this.#forbidden(session, "publish", frame.id, now);
+        const targets = [...this.#presence.sessionsOf(frame.to)];
+        if (targets.length === 0) {
+          return this.#reject(session, "not_found", `user ${frame.to} is not in the room`, frame.id, now);
+        }
+        const text = JSON.stringify({
+          type: "direct",
+          from: session.user,
+          data: frame.data,
+          ...(frame.id === undefined ? {} : { id: frame.id }),
+        });
+        for (const target of targets) this.#sendText(target, text);
+        this.#count("delivered", targets.length);
+        if (frame.id !== undefined) this.#send(session, { type: "ack", id: frame.id });
+        return;
+      }
+      case "presence": {
+        if (!session.can("publish")) return this.#forbidden(session, "publish", frame.id, now);
+        this.#presence.setState(session.user.id, frame.state);
+        this.#announce("update", session.user.id);
+        return;
+      }
+      case "history": {
+        if (!session.can("history")) return this.#forbidden(session, "history", frame.id, now);
+        const { frames, more } = this.#history.pageFrames(frame.before, frame.limit ?? 50);
+        const id = frame.id === undefined ? "" : `"id":${JSON.stringify(frame.id)},`;
+        this.#sendText(session, `{"type":"history",${id}"messages":[${frames.join(",")}],"more":${more}}`);
+        return;
+      }
+    }
+  }
+
+  /** Text → frame, or the error to answer with. Cheap checks first; zod only on what is left. */
+  #parse(message: string | ArrayBuffer): { frame: ClientFrame } | { code: ErrorCode; message: string; id?: string } {
+    if (typeof message !== "string") return { code: "bad_request", message: "binary frames are not accepted" };
+    const max = this.#config.MAX_MESSAGE_BYTES;
+    // A UTF-16 code unit is at most 3 UTF-8 bytes, so short frames skip the byte count.
+    if (message.length > max || (message.length * 3 > max && utf8Length(message) > max)) {
+      return { code: "too_large", message: `frame exceeds ${max} bytes` };
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(message);
+    } catch {
+      return { code: "bad_request", message: "frame is not JSON" };
+    }
+    const result = ClientFrame.safeParse(raw);
+    if (result.success) return { frame: result.data };
+    const issue = result.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+    const id = (raw as { id?: unknown } | null)?.id;
+    return {
+      code: "bad_request",
+      message: `${issue?.message ?? "invalid frame"}${where}`,
+      ...(typeof id === "string" && id.length > 0 && id.length <= MAX_ID_LENGTH ? { id } : {}),
+    };
+  }
+
+  #forbidden(session: Session, cap: Capability, id: string | undefined, now: number): void {
+    this.#reject(session, "forbidden", `token lacks the ${cap} capability for this room`, id, now);
+  }
+
+  /** Answers a rejected frame; a connection that keeps sending rejected frames is closed. */
+  #reject(session: Session, code: ErrorCode, message: string, id: string | undefined, now: number): void {
+    if (code !== "rate_limited") this.#count("rejected");
+    this.#send(session, { type: "error", code, message, ...(id === undefined ? {} : { id }) });
+    if (session.rejects.record(now)) {
+      this.#close(session, CloseCode.policy, "too many rejected frames");
+    }
+  }
+
+  /** Stores, then delivers to everyone (the sender included): the echo is the acknowledgement. */
+  #publish(from: UserRef, data: unknown, id?: string): number {
+    const seq = this.#history.next();
+    const text = JSON.stringify({
+      type: "message",
+      seq,
+      ts: Date.now(),
+      from,
+      data,
+      ...(id === undefined ? {} : { id }),
+    });
+    this.#history.append(seq, text);
+    this.#count("published");
+    this.#count("delivered", this.#broadcast(text));
+    return seq;
+  }
+
+  // ---- leave ---------------------------------------------------------------------------
+
+  override webSocketClose(ws: WebSocket, code: number): void {
+    this.#drop(ws);
+    // Complete the closing handshake; the runtime may already have (compat-date dependent).
+    closeQuietly(ws, code === 1005 || code === 1006 ? CloseCode.normal : code, "");
+  }
+
+  override webSocketError(ws: WebSocket): void {
+    this.#drop(ws);
+  }
+
+  /** A socket closed by its client or the network: remove it and announce a last leave. */
+  #drop(ws: WebSocket): void {
+    const session = this.#sessions.get(ws);
+    if (session) {
+      this.#sessions.delete(ws);
+      if (this.#presence.remove(session)) this.#announceLeave(session.user);
+      return;
+    }
+    // Not in the index: either the room closed it (and announced) already, or it was closing
+    // when the room woke up. Only the second still owes the others a leave.
+    const attachment = Session.readAttachment(ws);
+    if (attachment && !attachment.x && !this.#presence.has(attachment.u)) {
+      this.#announceLeave({ id: attachment.u, name: attachment.n });
+    }
+  }
+
+  /** The room closes a socket itself (abuse, idle): mark it, close it, announce at once. */
+  #close(session: Session, code: number, reason: string): void {
+    session.attachment.x = true;
+    try {
+      session.ws.serializeAttachment(session.attachment);
+    } catch {
+      // already closed by the runtime: nothing to mark
+    }
+    closeQuietly(session.ws, code, reason);
+    this.#sessions.delete(session.ws);
+    if (this.#presence.remove(session)) this.#announceLeave(session.user);
+  }
+
+  // ---- alarm: idle sweep and counter flush ---------------------------------------------
+
+  /**
+   * One alarm serves both jobs, because timers would keep the room awake. It is scheduled
+   * only while sockets exist (or counts are unwritten), for when the quietest socket could
+   * next exceed the idle timeout; pings answered by the auto-response count as activity.
+   */
+  override alarm(): void {
+    this.#alarmAt = null;
+    this.#counters.flush();
+    const now = Date.now();
+    const idleMs = this.#config.IDLE_TIMEOUT_SEC * 1000;
+    let next = Infinity;
+    for (const session of [...this.#sessions.values()]) {
+      const last = session.lastActive(this.ctx);
+      if (now - last > idleMs) this.#close(session, CloseCode.idle, "idle timeout");
+      else next = Math.min(next, last + idleMs + 1);
+    }
+    if (next !== Infinity) this.#scheduleAlarm(next);
+  }
+
+  #scheduleAlarm(at: number): void {
+    if (this.#alarmAt !== null && this.#alarmAt <= at) return;
+    this.#alarmAt = at;
+    void this.ctx.storage.setAlarm(at);
+  }
+
+  #count(name: CounterName, n = 1): void {
+    if (n > 0 && this.#counters.add(name, n)) this.#scheduleAlarm(Date.now() + FLUSH_AFTER_MS);
+  }
+
+  // ---- the Worker's HTTP routes, over RPC ---------------------------------------------
+
+  publish(from: UserRef, data: unknown, key?: string): PublishResult {
+    const scoped = key === undefined ? undefined : `${from.id}\n${key}`;
+    if (scoped !== undefined) {
+      const earlier = this.#idempotency.get(scoped);
+      if (earlier) return earlier;
+    }
+    const result = { seq: this.#publish(from, data), epoch: this.#epoch };
+    if (scoped !== undefined) this.#idempotency.put(scoped, result);
+    return result;
+  }
+
+  history(before: number | undefined, limit: number): HistoryPage {
+    return this.#history.page(before, limit);
+  }
+
+  presence(): { users: PresenceEntry[] } {
+    return { users: this.#presence.list() };
+  }
+
+  stats(room: string): RoomStats {
+    return {
+      room,
+      connections: this.#sessions.size,
+      users: this.#presence.size,
+      seq: this.#history.seq,
+      epoch: this.#epoch,
+      ...this.#counters.values,
+    };
+  }
+
+  // ---- delivery ------------------------------------------------------------------------
+
+  #announce(event: "join" | "update", uid: string, except?: Session): void {
+    const user = this.#presence.user(uid);
+    if (user) this.#broadcast(JSON.stringify({ type: "presence", event, user }), except);
+  }
+
+  #announceLeave(user: UserRef): void {
+    this.#broadcast(JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } }));
+  }
+
+  #send(session: Session, frame: ServerFrame): void {
+    this.#sendText(session, JSON.stringify(frame));
+  }
+
+  #sendText(session: Session, text: string): void {
+    try {
+      session.ws.send(text);
+    } catch {
+      // The socket closed under us; its close event cleans up.
+    }
+  }
+
+  /** Serialized once, sent to every live session with no await in the loop. Returns recipients. */
+  #broadcast(text: string, except?: Session): number {
+    let n = 0;
+    for (const session of this.#sessions.values()) {
+      if (session === except) continue;
+      this.#sendText(session, text);
+      n++;
+    }
+    return n;
+  }
+}
+
+function closeQuietly(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code, reason);
+  } catch {
+    // already closing or closed
+  }
+}
+
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
