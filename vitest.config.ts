@@ -1,30 +1,76 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { exportJWK, generateKeyPair } from "jose";
 import { defineConfig } from "vitest/config";
 
-// The secret used by every Workers-pool test to sign its tokens (test/helpers.ts reads it too).
-export const TEST_SECRET = "test-secret-for-the-workers-pool-only";
+// The secret every Workers-pool test signs its tokens with (test/support/tokens.ts reads it from env).
+const TEST_SECRET = "test-secret-for-the-workers-pool-only";
+export const JWKS_URL = "https://idp.test/.well-known/jwks.json";
 
 /** A Workers-pool project: the real runtime, wrangler.toml's bindings, these vars on top. */
-function pool(name: string, include: string[], bindings: Record<string, string>) {
+function pool(name: string, include: string[], bindings: Record<string, string>, outbound?: () => Response) {
   return {
-    plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings } })],
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: { bindings, ...(outbound ? { outboundService: outbound } : {}) },
+      }),
+    ],
     test: { name, include },
   };
 }
 
-export default defineConfig({
-  test: {
-    projects: [
-      pool("room", ["test/room/**/*.test.ts"], {
-        AUTH_SECRET: TEST_SECRET,
-        ALLOWED_ORIGINS: "https://app.example",
-        UPGRADE_LIMIT: "1000",
-        IDLE_TIMEOUT_SEC: "2",
-        HISTORY_LIMIT: "50",
-        MAX_MESSAGE_BYTES: "4096",
-      }),
-      pool("no-key", ["test/no-key/**/*.test.ts"], {}),
-      pool("upgrade-limit", ["test/upgrade-limit/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
-    ],
-  },
+/** A Node project: SDK units, and end-to-end tests that start `wrangler dev` themselves. */
+function node(name: string, include: string[], extra: object = {}) {
+  return { test: { name, include, environment: "node", ...extra } };
+}
+
+/** A local identity provider for the JWKS project: fresh keys each run, public set served by the outbound handler. */
+async function localKeySet() {
+  const algs = ["RS256", "ES256", "EdDSA"] as const;
+  const publicKeys = [];
+  const privateKeys: Record<string, unknown> = {};
+  for (const alg of algs) {
+    const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+    const kid = `test-${alg}`;
+    publicKeys.push({ ...(await exportJWK(publicKey)), kid, alg, use: "sig" });
+    privateKeys[alg] = { ...(await exportJWK(privateKey)), kid, alg };
+  }
+  return { publicSet: JSON.stringify({ keys: publicKeys }), privateKeys: JSON.stringify(privateKeys) };
+}
+
+export default defineConfig(async () => {
+  const jwks = await localKeySet();
+  return {
+    test: {
+      projects: [
+        pool("room", ["test/room/**/*.test.ts"], {
+          AUTH_SECRET: TEST_SECRET,
+          ALLOWED_ORIGINS: "https://app.example",
+          UPGRADE_LIMIT: "100000",
+          IDLE_TIMEOUT_SEC: "2",
+          HISTORY_LIMIT: "50",
+          MAX_MESSAGE_BYTES: "4096",
+        }),
+        pool("no-key", ["test/no-key/**/*.test.ts"], {}),
+        pool("upgrade-limit", ["test/upgrade-limit/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
+        pool(
+          "jwks",
+          ["test/jwks/**/*.test.ts"],
+          {
+            AUTH_JWKS_URL: JWKS_URL,
+            AUTH_ISSUER: "https://idp.test/",
+            AUTH_AUDIENCE: "edgerooms",
+            TEST_PRIVATE_JWKS: jwks.privateKeys,
+          },
+          () => new Response(jwks.publicSet, { headers: { "content-type": "application/json" } }),
+        ),
+        node("node", ["test/node/**/*.test.ts"]),
+        node("e2e", ["test/e2e/**/*.test.ts", "test/browser/**/*.test.ts"], {
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        }),
+      ],
+    },
+  };
 });

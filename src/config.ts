@@ -39,7 +39,7 @@ export const ConfigSchema = z.object({
   /** Messages retained per room for history and resume. Default 1000. */
   HISTORY_LIMIT: int(1000, 1, 1_000_000),
   /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
-  IDLE_TIMEOUT_SEC: int(90, 5, 86_400),
+  IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
   /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */
   DEV_TOKENS: bool,
   /** Serves the benchmark's floor room at /floor/:room/ws. Set only by the bench script. Default false. */

@@ -4,5 +4,8 @@ declare namespace Cloudflare {
     mainModule: typeof import("../src/index");
     durableNamespaces: "Room" | "FloorRoom";
   }
-  interface Env extends import("../src/env").Env {}
+  type WorkerEnv = import("../src/env").Env;
+  interface Env extends WorkerEnv {
+    TEST_PRIVATE_JWKS?: string;
+  }
 }

@@ -1,0 +1,26 @@
+export interface TokenClaims {
+  sub: string;
+  name?: string;
+  rooms: Record<string, string[]>;
+  ttlSec?: number;
+}
+export interface DevServer {
+  url: string;
+  wsUrl: string;
+  port: number;
+  secret: string;
+  persistTo: string;
+  output(): string;
+  token(claims: TokenClaims): Promise<string>;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  pid(): number | undefined;
+}
+export function freePort(): Promise<number>;
+export function mintToken(secret: string, claims: TokenClaims): Promise<string>;
+export function startDevServer(opts?: {
+  vars?: Record<string, string>;
+  port?: number;
+  persistTo?: string;
+  log?: (line: string) => void;
+}): Promise<DevServer>;
