@@ -1,0 +1,31 @@
+// HTTP calls through the real Worker, for the routes that are not sockets.
+import { exports } from "cloudflare:workers";
+import { tokenFor } from "./tokens";
+
+export async function call(method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  if (opts.body !== undefined) headers["content-type"] = "application/json";
+  const res = await exports.default.fetch(`http://rooms.test${path}`, {
+    method,
+    headers,
+    body: opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body),
+  });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, headers: res.headers, text };
+}
+
+/** Publishes `count` messages over HTTP (not subject to a socket's rate limit): data 0..count-1 from `from`. */
+export async function fill(room: string, count: number, from = 0): Promise<void> {
+  const token = await tokenFor("server", room, ["publish"]);
+  for (let i = from; i < from + count; i++) {
+    const r = await call("POST", `/rooms/${room}/messages`, { token, body: { data: i } });
+    if (r.status !== 201) throw new Error(`publish failed: ${r.status} ${r.text}`);
+  }
+}
