@@ -30,8 +30,9 @@ export class TokenBucket {
 }
 
 /**
- * Remembers the times of the last `limit + 1` events in a ring: `record` says whether more
- * than `limit` happened within `windowMs`. Exact, O(1), and bounded in memory.
+ * Remembers the times of the last `limit` events in a ring: `record` says whether more than
+ * `limit` happened within `windowMs` (this one and the `limit` before it). Exact, O(1), and
+ * bounded in memory.
  */
 export class SlidingCounter {
   #ring: number[];
@@ -40,11 +41,11 @@ export class SlidingCounter {
     readonly limit: number,
     readonly windowMs: number,
   ) {
-    this.#ring = new Array<number>(limit + 1).fill(-Infinity);
+    this.#ring = new Array<number>(limit).fill(-Infinity);
   }
   /** Records one event; true when this one is past the limit. */
   record(now = Date.now()): boolean {
-    const oldest = this.#ring[this.#next]!; // the event limit+1 records ago
+    const oldest = this.#ring[this.#next]!; // the event `limit` records ago
     this.#ring[this.#next] = now;
     this.#next = (this.#next + 1) % this.#ring.length;
     return now - oldest < this.windowMs;
