@@ -3,7 +3,7 @@
 import { env } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { api } from "../support/http";
+import { call } from "../support/http";
 import { connect } from "../support/socket";
 import { tokenFor } from "../support/tokens";
 
@@ -38,7 +38,7 @@ describe("presence", () => {
     const a2 = await connect(room, { token: await tokenFor("alice", room) });
     await a1.next("welcome");
     await a2.next("welcome");
-    const res = await api("GET", `/rooms/${room}/presence`, { token: await tokenFor("viewer", room, ["subscribe"]) });
+    const res = await call("GET", `/rooms/${room}/presence`, { token: await tokenFor("viewer", room, ["subscribe"]) });
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ users: [{ id: "alice", name: "alice", state: {}, connections: 2 }] });
   });
@@ -91,7 +91,7 @@ describe("idle sweep (IDLE_TIMEOUT_SEC is 2 here)", () => {
     expect(await silent.closed).toMatchObject({ code: 4408 });
     expect(await pinger.next("presence", (p) => p.event === "leave")).toMatchObject({ user: { id: "silent" } });
     expect(pinger.isClosed()).toBe(false);
-    const res = await api("GET", `/rooms/${room}/presence`, { token: await tokenFor("v", room) });
+    const res = await call("GET", `/rooms/${room}/presence`, { token: await tokenFor("v", room) });
     expect(res.json.users.map((u: { id: string }) => u.id)).toEqual(["pinger"]);
   });
 
