@@ -1,0 +1,153 @@
+// The pure pieces behind the edge: rate limiters, capability resolution and config parsing.
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { capabilitiesFor, type Identity } from "../../src/auth";
+import { ConfigError, loadConfig } from "../../src/config";
+import worker from "../../src/index";
+import { SlidingCounter, TokenBucket, UpgradeLimiter } from "../../src/ratelimit";
+import { expectFailure } from "../support/edge";
+import { tokenFor } from "../support/tokens";
+
+describe("TokenBucket: burst, then a steady refill", () => {
+  it("grants exactly `burst` frames at once and refuses the next", () => {
+    const b = new TokenBucket(10, 20, 0);
+    const granted = Array.from({ length: 21 }, () => b.take(0));
+    expect(granted.filter(Boolean)).toHaveLength(20);
+    expect(granted[20]).toBe(false);
+  });
+
+  it("refills one token per 1/rate seconds, never past the burst", () => {
+    const b = new TokenBucket(10, 20, 0);
+    for (let i = 0; i < 20; i++) b.take(0);
+    expect(b.take(99)).toBe(false); // 0.99 of a token
+    expect(b.take(100)).toBe(true); // the partial token survives the failed take
+    expect(b.take(100)).toBe(false);
+    let after = 0;
+    for (let i = 0; i < 40; i++) if (b.take(60_000)) after++;
+    expect(after).toBe(20);
+  });
+});
+
+describe("SlidingCounter: more than `limit` events within the window", () => {
+  it("lets `limit` events pass and flags the next one in the same window", () => {
+    const c = new SlidingCounter(100, 10_000);
+    const flags = Array.from({ length: 101 }, (_, i) => c.record(i));
+    expect(flags.slice(0, 100).every((f) => !f)).toBe(true);
+    expect(flags[100]).toBe(true);
+  });
+
+  it("forgets events older than the window", () => {
+    const c = new SlidingCounter(3, 1000);
+    for (const t of [0, 1, 2]) expect(c.record(t)).toBe(false);
+    expect(c.record(1000)).toBe(false); // t=0 left the window exactly now
+    expect(c.record(1001)).toBe(false); // t=1 left too
+    expect(c.record(1002)).toBe(false);
+    expect(c.record(1003)).toBe(true); // 1000..1003: four within 1 s
+  });
+});
+
+describe("UpgradeLimiter: attempts per IP per 10 s", () => {
+  it("allows `limit` attempts from one IP and refuses the next", () => {
+    const l = new UpgradeLimiter();
+    const t = 1_000_000;
+    const allowed = Array.from({ length: 6 }, () => l.allow("198.51.100.1", 5, t));
+    expect(allowed).toEqual([true, true, true, true, true, false]);
+  });
+
+  it("counts each IP separately", () => {
+    const l = new UpgradeLimiter();
+    for (let i = 0; i < 6; i++) l.allow("198.51.100.1", 5, 1_000_000);
+    expect(l.allow("198.51.100.2", 5, 1_000_000)).toBe(true);
+  });
+
+  it("allows the IP again once its attempts are more than 10 s old", () => {
+    const l = new UpgradeLimiter();
+    for (let i = 0; i < 6; i++) l.allow("198.51.100.1", 5, 1_000_000);
+    expect(l.allow("198.51.100.1", 5, 1_000_000 + 20_001)).toBe(true);
+  });
+
+  it("refuses a sixth attempt within 10 s even when the attempts straddle a window boundary", () => {
+    const l = new UpgradeLimiter();
+    const boundary = 1_000_000; // a multiple of 10 s
+    for (let i = 0; i < 5; i++) expect(l.allow("198.51.100.1", 5, boundary - 100)).toBe(true);
+    expect(l.allow("198.51.100.1", 5, boundary + 100)).toBe(false);
+  });
+});
+
+describe("capabilitiesFor: the token's room map", () => {
+  const who = (rooms: Identity["rooms"]): Identity => ({ id: "u", name: "u", rooms });
+  const caps = (rooms: Identity["rooms"], room: string) => [...capabilitiesFor(who(rooms), room)].sort();
+
+  it("grants an exact room name its listed capabilities and nothing to other rooms", () => {
+    expect(caps({ lobby: ["subscribe", "history"] }, "lobby")).toEqual(["history", "subscribe"]);
+    expect(caps({ lobby: ["subscribe"] }, "lobby2")).toEqual([]);
+    expect(caps({ lobby: ["subscribe"] }, "lobb")).toEqual([]);
+  });
+
+  it("matches `prefix*` against every room starting with the prefix, and only those", () => {
+    expect(caps({ "team-*": ["publish"] }, "team-red")).toEqual(["publish"]);
+    expect(caps({ "team-*": ["publish"] }, "team-")).toEqual(["publish"]);
+    expect(caps({ "team-*": ["publish"] }, "teams")).toEqual([]);
+    expect(caps({ "team-*": ["publish"] }, "my-team-red")).toEqual([]);
+  });
+
+  it("treats a lone `*` pattern as every room", () => {
+    expect(caps({ "*": ["subscribe"] }, "anything")).toEqual(["subscribe"]);
+  });
+
+  it("expands the `*` capability to all four", () => {
+    expect(caps({ lobby: ["*"] }, "lobby")).toEqual(["admin", "history", "publish", "subscribe"]);
+  });
+
+  it("merges the exact entry with every matching prefix entry", () => {
+    expect(caps({ "t-1": ["subscribe"], "t-*": ["history"], "*": ["admin"], "x*": ["publish"] }, "t-1")).toEqual([
+      "admin",
+      "history",
+      "subscribe",
+    ]);
+  });
+
+  it("does not treat `*` inside a pattern as a wildcard", () => {
+    expect(caps({ "a*b": ["subscribe"] }, "axb")).toEqual([]);
+  });
+});
+
+describe("config: nonsense values are rejected at start-up", () => {
+  it.each([
+    ["RATE_LIMIT_PER_SEC", "0"],
+    ["RATE_LIMIT_PER_SEC", "abc"],
+    ["RATE_LIMIT_PER_SEC", "2.5"],
+    ["RATE_LIMIT_BURST", "-1"],
+    ["UPGRADE_LIMIT", "Infinity"],
+    ["MAX_MESSAGE_BYTES", "10"],
+    ["HISTORY_LIMIT", "0"],
+    ["IDLE_TIMEOUT_SEC", "NaN"],
+    ["AUTH_JWKS_URL", "not a url"],
+    ["DEV_TOKENS", "yes please"],
+  ])("rejects %s=%s", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+  });
+
+  it("documents its defaults by applying them to an empty env", () => {
+    expect(loadConfig({})).toMatchObject({
+      UPGRADE_LIMIT: 60,
+      MAX_MESSAGE_BYTES: 65_536,
+      RATE_LIMIT_PER_SEC: 10,
+      RATE_LIMIT_BURST: 20,
+      HISTORY_LIMIT: 1000,
+      IDLE_TIMEOUT_SEC: 90,
+      DEV_TOKENS: false,
+      BENCH_FLOOR: false,
+      ALLOWED_ORIGINS: [],
+    });
+  });
+
+  it("makes the Worker answer 500 misconfigured instead of serving with a bad value", async () => {
+    const bad = { ...env, RATE_LIMIT_PER_SEC: "0" };
+    const t = await tokenFor("alice", "cfg");
+    const res = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), bad as never);
+    await expectFailure(res, 500, "misconfigured");
+    const res2 = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), { ...env, RATE_LIMIT_BURST: "abc" } as never);
+    await expectFailure(res2, 500, "misconfigured");
+  });
+});
