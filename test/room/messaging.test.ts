@@ -45,6 +45,14 @@ describe("publish and fan-out", () => {
     expect(first).toMatchObject({ seq: 1, id: "good" }); // the rejected frame took no seq
   });
 
+  it("carries display names in any script, emoji included", async () => {
+    const room = "fanout-unicode";
+    const a = await connect(room, { token: await tokenFor("zoe", room, ["*"], "Zoë 🚀 日本") });
+    expect((await a.next("welcome")).user).toEqual({ id: "zoe", name: "Zoë 🚀 日本" });
+    a.send({ type: "publish", data: "ünïcödé ✓" });
+    expect(await a.next("message")).toMatchObject({ from: { name: "Zoë 🚀 日本" }, data: "ünïcödé ✓" });
+  });
+
   it("answers ping with pong through the runtime's auto-response", async () => {
     const room = "fanout-ping";
     const a = await connect(room, { token: await tokenFor("alice", room) });
