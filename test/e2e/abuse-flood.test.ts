@@ -1,0 +1,136 @@
+// Flood (issue #6): one client sends at 100× its rate limit while others chat. The others'
+// publish→echo p99 stays within 2× of a quiet baseline measured in the same run, and the
+// flooder is closed with 1008 (it reconnects and floods again, as a persistent abuser would).
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectAll, sleep, type RoomClient } from "./support/client";
+import { FULL, figuresFor, measured, quantile, round } from "./support/figures";
+import { allCaps, clients, crashes, devServer, roomStats, type DevServer } from "./support/server";
+
+const RATE = 5; // frames/s per connection, burst 5: the room's limit for this suite
+const FLOOD_RATE = RATE * 100;
+const CHATTERS = 8;
+const CHAT_EVERY_MS = 250; // 4/s, under the limit
+const PHASE_MS = FULL ? 15_000 : 6_000;
+const MAX_RATIO = 2;
+
+let server: DevServer;
+beforeAll(async () => {
+  server = await devServer({
+    RATE_LIMIT_PER_SEC: String(RATE),
+    RATE_LIMIT_BURST: String(RATE),
+    // the flooder reconnects after each 1008 and the chatters share its loopback address
+    UPGRADE_LIMIT: "100000",
+  });
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+interface Phase {
+  echo: number[];
+  fanout: number[];
+  rateLimited: number;
+}
+
+/** Every chatter publishes every CHAT_EVERY_MS (jittered) for `ms`; returns publish→echo and publish→others latencies. */
+async function chat(chatters: RoomClient[], label: string, ms: number): Promise<Phase> {
+  const phase: Phase = { echo: [], fanout: [], rateLimited: 0 };
+  const sentAt = new Map<string, number>();
+  for (const c of chatters) {
+    c.onFrame = (f) => {
+      if (f.type === "message" && f.id?.startsWith(`${label}:`)) {
+        const t = sentAt.get(f.id);
+        if (t === undefined) return;
+        (f.from.id === c.welcome!.user.id ? phase.echo : phase.fanout).push(performance.now() - t);
+      } else if (f.type === "error" && f.code === "rate_limited") {
+        phase.rateLimited++;
+      }
+    };
+  }
+  const until = performance.now() + ms;
+  let n = 0;
+  await Promise.all(
+    chatters.map(async (c, i) => {
+      await sleep((CHAT_EVERY_MS * i) / chatters.length);
+      while (performance.now() < until) {
+        const id = `${label}:${c.welcome!.user.id}:${n++}`;
+        sentAt.set(id, performance.now());
+        c.publish({ text: "hello" }, id);
+        await sleep(CHAT_EVERY_MS * (0.8 + 0.4 * Math.random()));
+      }
+    }),
+  );
+  await sleep(500); // the last echoes
+  const expected = sentAt.size;
+  if (phase.echo.length !== expected) throw new Error(`${label}: ${expected - phase.echo.length} echoes missing`);
+  return phase;
+}
+
+function flood(url: string, ms: number): Promise<{ sent: number; connections: number; closes: Record<string, number>; errors: Record<string, number>; echoes: number; handshakeFailures: number }> {
+  const script = fileURLToPath(new URL("./support/flooder.mjs", import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, url, String(FLOOD_RATE), String(ms)], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`flooder exited ${code}: ${out}`))));
+  });
+}
+
+const summary = (xs: number[]) => ({ n: xs.length, p50: round(quantile(xs, 0.5)), p99: round(quantile(xs, 0.99)) });
+
+describe("flood", () => {
+  it("a client at 100× its rate limit is closed with 1008 and does not slow the others beyond 2× p99", async () => {
+    const room = "flood";
+    const figures = figuresFor(`flood: one client at 100× its rate limit (${FLOOD_RATE}/s vs ${RATE}/s) while ${CHATTERS} others chat`, CHATTERS + 1);
+    const chatters = await clients(server, room, Array.from({ length: CHATTERS }, (_, i) => `chatter${i}`));
+    await measured("flood", figures, async () => {
+      try {
+        await connectAll(chatters);
+        await chat(chatters, "warmup", 2_000);
+        const quiet = await chat(chatters, "quiet", PHASE_MS);
+        const flooderUrl = `${server.wsUrl}/rooms/${room}/ws?token=${await allCaps(server, "flooder", room)}`;
+        const [flooder, loud] = await Promise.all([flood(flooderUrl, PHASE_MS + 500), sleep(250).then(() => chat(chatters, "loud", PHASE_MS))]);
+
+        const q = summary(quiet.echo);
+        const l = summary(loud.echo);
+        const qf = summary(quiet.fanout);
+        const lf = summary(loud.fanout);
+        const ratio = round(l.p99 / q.p99);
+        const policyCloses = flooder.closes["1008"] ?? 0;
+        const stats = await roomStats(server, room);
+        figures.inputs = quiet.echo.length + loud.echo.length + flooder.sent;
+        figures.dropped = policyCloses;
+        figures.crashes = crashes(server, chatters);
+        figures.extra = {
+          quietEchoP50Ms: q.p50,
+          quietEchoP99Ms: q.p99,
+          floodEchoP50Ms: l.p50,
+          floodEchoP99Ms: l.p99,
+          echoP99Ratio: ratio,
+          fanoutP99Ratio: round(lf.p99 / qf.p99),
+          echoSamplesPerPhase: Math.min(q.n, l.n),
+          floodFrames: flooder.sent,
+          floodConnections: flooder.connections,
+          closed1008: policyCloses,
+          floodRateLimited: stats.rateLimited,
+          chattersRateLimited: quiet.rateLimited + loud.rateLimited,
+        };
+        console.log(JSON.stringify({ quiet: q, loud: l, quietFanout: qf, loudFanout: lf, flooder }));
+
+        // every flooding connection the room saw was closed for policy, none for anything else
+        expect(flooder.connections).toBeGreaterThan(0);
+        expect(policyCloses, `flooder closes: ${JSON.stringify(flooder.closes)}`).toBeGreaterThanOrEqual(flooder.connections - 1);
+        expect(flooder.errors.rate_limited).toBeGreaterThan(0);
+        expect(quiet.rateLimited + loud.rateLimited, "chatters stay under the limit").toBe(0);
+        expect(l.p99, `flood p99 ${l.p99} ms vs quiet p99 ${q.p99} ms`).toBeLessThanOrEqual(MAX_RATIO * q.p99);
+        expect(figures.crashes).toBe(0);
+      } finally {
+        for (const c of chatters) c.close();
+      }
+    });
+  });
+});
+

@@ -1,0 +1,91 @@
+// Reconnect storm (issue #6): every client drops at once and reconnects with resume while a
+// publisher keeps publishing; each must end with every message exactly once, in order.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectAll, eventually, sleep, streamProblems } from "./support/client";
+import { FULL, figuresFor, measured } from "./support/figures";
+import { allCaps, clients, crashes, devServer, HttpPublisher, roomPresence, roomStats, type DevServer } from "./support/server";
+
+const CLIENTS = Number(process.env.E2E_STORM_CLIENTS ?? 300);
+const ROUNDS = FULL ? 5 : 2;
+const PUBLISH_EVERY_MS = 10;
+const PUBLISH_LANES = 4;
+
+let server: DevServer;
+beforeAll(async () => {
+  // Every client reconnects from one loopback address: the per-IP upgrade cap must allow the storm.
+  server = await devServer({ UPGRADE_LIMIT: "100000" });
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe("reconnect storm", () => {
+  it(`${CLIENTS} clients drop at once ${ROUNDS}× and resume: every message exactly once, in order`, async () => {
+    const room = "storm";
+    const figures = figuresFor("reconnect storm: all clients drop at once and resume while a publisher publishes", CLIENTS);
+    const users = Array.from({ length: CLIENTS }, (_, i) => `u${i}`);
+    const all = await clients(server, room, users);
+    const publisher = new HttpPublisher(server, room, await allCaps(server, "publisher", room), PUBLISH_EVERY_MS);
+    await measured("storm", figures, async () => {
+      try {
+        const welcomes = await connectAll(all);
+        const first = new Map(all.map((c, i) => [c, welcomes[i]!.seq + 1]));
+        publisher.start(PUBLISH_LANES);
+
+        let notRecovered = 0;
+        let stormMs = 0;
+        for (let round = 0; round < ROUNDS; round++) {
+          await sleep(400);
+          // everyone at once: no close frame, the TCP connections just die
+          for (const c of all) c.drop();
+          figures.dropped += all.length;
+          const t0 = performance.now();
+          const resumed = await connectAll(all, { resume: true }, all.length);
+          stormMs = Math.max(stormMs, performance.now() - t0);
+          figures.resumed += resumed.length;
+          notRecovered += resumed.filter((w) => w.recovered !== true).length;
+        }
+        await sleep(400);
+        await publisher.stop();
+        const last = publisher.lastSeq;
+        await Promise.all(all.map((c) => c.seen(last, 30_000)));
+
+        for (const c of all) {
+          const p = streamProblems(c.seqs(), first.get(c)!, last);
+          figures.lost += p.lost;
+          figures.duplicated += p.duplicated + p.outOfOrder;
+        }
+        figures.inputs = publisher.acked.length;
+        // the dropped sockets' closes may still be arriving: wait for exactly one connection per user
+        const stats = await eventually(async () => {
+          const s = await roomStats(server, room);
+          return s.connections === CLIENTS ? s : undefined;
+        }, `${CLIENTS} connections in the stats`).catch(async () => roomStats(server, room));
+        const presence = await roomPresence(server, room);
+        figures.crashes = crashes(server, all);
+        figures.extra = {
+          messages: last,
+          deliveries: all.reduce((n, c) => n + c.messages.length, 0),
+          notRecovered,
+          replayed: all.reduce((n, c) => n + c.replayed, 0),
+          slowestStormMs: Math.round(stormMs),
+          publishRetries: publisher.failures,
+        };
+
+        expect(notRecovered, "every resume is recovered").toBe(0);
+        expect(figures.lost, "messages lost").toBe(0);
+        expect(figures.duplicated, "messages duplicated or out of order").toBe(0);
+        expect(stats.seq).toBe(last);
+        // no ghosts from the dropped sockets: exactly one connection per user
+        expect(stats.connections).toBe(CLIENTS);
+        expect(Object.keys(presence).sort()).toEqual([...users].sort());
+        expect(Object.values(presence).every((p) => p.connections === 1)).toBe(true);
+        expect(figures.crashes).toBe(0);
+      } finally {
+        await publisher.stop();
+        for (const c of all) c.close();
+      }
+    });
+  });
+});
+
