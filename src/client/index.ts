@@ -1,0 +1,458 @@
+// The edgerooms client: one room, one socket at a time, reconnecting by itself. Frame types
+// come from ../protocol as types only, so a browser bundle of the SDK carries no zod.
+import type {
+  DirectMessageFrame,
+  HistoryPageFrame,
+  MessageFrame,
+  PresenceEventFrame,
+  ServerFrame,
+  UserRef,
+  WelcomeFrame,
+} from "../protocol";
+import { Backoff, type BackoffOptions } from "./backoff";
+import { RoomError, type RoomErrorCode } from "./errors";
+import { Emitter } from "./events";
+import { ACK_TIMEOUT_MS, Outbox, OUTBOX_LIMIT, randomPrefix } from "./outbox";
+import { PresenceMap, type PresenceUser } from "./presence";
+import { Requests } from "./requests";
+import { ResumePoint } from "./resume";
+import { OPEN, probeHandshake, type SocketFactory, type WebSocketConstructor, type WebSocketLike } from "./socket";
+
+export { Backoff, type BackoffOptions } from "./backoff";
+export { RoomError, type ClientErrorCode, type RoomErrorCode } from "./errors";
+export type { PresenceUser } from "./presence";
+export type { SocketFactory, WebSocketConstructor, WebSocketLike } from "./socket";
+export type { DirectMessageFrame, MessageFrame, UserRef, WelcomeFrame } from "../protocol";
+
+// The protocol's heartbeat (PROTOCOL.md: clients ping every 25 s; idle sockets close at 90 s).
+const PING = "ping";
+const PONG = "pong";
+
+export interface RoomClientOptions {
+  /** The Worker's base URL, http(s):// or ws(s)://, e.g. "https://rooms.example.com". */
+  url: string;
+  room: string;
+  /** A token, or a function called before every (re)connect so tokens can be refreshed. */
+  token: string | (() => string | Promise<string>);
+  /** A WebSocket class. Default: the global one (browsers, Node ≥ 22). Node 20: pass `ws`'s. */
+  WebSocket?: WebSocketConstructor;
+  /** Opens sockets instead of `WebSocket` (tests, custom transports). */
+  socket?: SocketFactory;
+  /** Used for the handshake-failure probe. Default: the global fetch. */
+  fetch?: typeof fetch;
+  /** Reconnect delays. Defaults: base 500 ms, cap 30 s, reset after 10 s connected. */
+  backoff?: BackoffOptions;
+  /** How often to ping. Default 25 000 ms (the room closes sockets idle for 90 s). */
+  pingIntervalMs?: number;
+  /** No pong within this long after a ping: the connection is dead. Default 10 000 ms. */
+  pongTimeoutMs?: number;
+  /** From starting a connection to its welcome. Default 15 000 ms. */
+  connectTimeoutMs?: number;
+  /** Publishes that may wait for a connection or an echo. Default 20 (the room's default burst). */
+  outboxLimit?: number;
+  /** From sending a publish, history or direct frame to its answer. Default 10 000 ms. */
+  ackTimeoutMs?: number;
+}
+
+export type Status = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface StatusEvent {
+  status: Status;
+  /** Connection attempts since the last stable connection. */
+  attempt: number;
+  /** While waiting to reconnect: when the next attempt starts (Date.now() clock). */
+  retryAt?: number;
+  /** With `closed`: why (`closed` for close(), or the fatal handshake error). */
+  reason?: RoomErrorCode;
+}
+
+export interface PresenceEvent {
+  /** `sync`: the whole map was replaced from a welcome. */
+  event: PresenceEventFrame["event"] | "sync";
+  user?: PresenceUser;
+  users: ReadonlyMap<string, PresenceUser>;
+}
+
+export interface RoomEvents {
+  /** Every room message in seq order, the app's own included; never the same seq twice. */
+  message: MessageFrame;
+  direct: DirectMessageFrame;
+  presence: PresenceEvent;
+  status: StatusEvent;
+  /** Errors not tied to a call (a rejected presence update, a bad server frame, a fatal close). */
+  error: RoomError;
+  welcome: WelcomeFrame;
+  /** A reconnect could not resume (`recovered:false`): messages may be missing, refetch history. */
+  resync: WelcomeFrame;
+}
+
+export interface HistoryPage {
+  messages: MessageFrame[];
+  more: boolean;
+}
+
+/** One attempt: events from sockets of earlier attempts are ignored by comparing to this. */
+interface Attempt {
+  ws?: WebSocketLike;
+  token?: string;
+  opened: boolean;
+  welcomed: boolean;
+}
+
+export class RoomClient {
+  readonly room: string;
+  readonly #opts: RoomClientOptions;
+  readonly #events = new Emitter<RoomEvents>();
+  readonly #backoff: Backoff;
+  readonly #outbox: Outbox;
+  readonly #requests: Requests;
+  readonly #resume = new ResumePoint();
+  readonly #presence = new PresenceMap();
+  #status: Status = "connecting";
+  #attempt: Attempt | null = null;
+  #me: UserRef | undefined;
+  /** The presence state the app set last; re-sent after a reconnect if the room lost it. */
+  #myState: Record<string, unknown> | undefined;
+  /** Set while a recovered resume's replay is being read; in-doubt publishes wait for its end. */
+  #awaitingReplay = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  #pingTimer: ReturnType<typeof setInterval> | undefined;
+  #pongTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(opts: RoomClientOptions) {
+    this.#opts = opts;
+    this.room = opts.room;
+    this.#backoff = new Backoff(opts.backoff);
+    const prefix = randomPrefix();
+    const ackTimeoutMs = opts.ackTimeoutMs ?? ACK_TIMEOUT_MS;
+    this.#outbox = new Outbox({ limit: opts.outboxLimit ?? OUTBOX_LIMIT, ackTimeoutMs, idPrefix: prefix });
+    this.#requests = new Requests(prefix, ackTimeoutMs);
+    if (!opts.socket && !opts.WebSocket && !(globalThis as { WebSocket?: unknown }).WebSocket) {
+      throw new TypeError("no global WebSocket: pass one (in Node 20: `WebSocket` from the ws package)");
+    }
+    // Connect after the caller has had the chance to attach listeners, so it sees `connecting`.
+    queueMicrotask(() => void this.#connect());
+  }
+
+  on<K extends keyof RoomEvents>(type: K, listener: (payload: RoomEvents[K]) => void): () => void {
+    return this.#events.on(type, listener);
+  }
+
+  get status(): Status {
+    return this.#status;
+  }
+
+  /** The user the server knows this client as (after the first welcome). */
+  get me(): UserRef | undefined {
+    return this.#me;
+  }
+
+  get presence(): ReadonlyMap<string, PresenceUser> {
+    return this.#presence.users;
+  }
+
+  /** Highest seq delivered, and the room's epoch: where a reconnect resumes from. */
+  get position(): { seq?: number; epoch?: string } {
+    return { seq: this.#resume.seq, epoch: this.#resume.epoch };
+  }
+
+  /** Publishes waiting to be sent or echoed. */
+  get pending(): number {
+    return this.#outbox.size;
+  }
+
+  /**
+   * Publishes `data`; resolves with its seq when the echo arrives, rejects with a RoomError
+   * (the error frame's code, `timeout`, `outbox_full`, `connection_lost`, `closed`). While
+   * offline it waits in the outbox and is sent once after the next welcome.
+   */
+  publish(data: unknown): Promise<number> {
+    if (this.#status === "closed") return Promise.reject(new RoomError("closed", "the client is closed"));
+    const seq = this.#outbox.add(data);
+    if (this.#attempt?.welcomed) this.#outbox.flush(this.#send);
+    return seq;
+  }
+
+  /** Sends `data` to every connection of user `to`; resolves when the room accepted it. */
+  direct(to: string, data: unknown): Promise<void> {
+    return this.#request<void>((id) => ({ type: "direct", to, data, id }));
+  }
+
+  /** A page of history before `before` (exclusive), newest first. Needs the `history` capability. */
+  history(opts: { before?: number; limit?: number } = {}): Promise<HistoryPage> {
+    return this.#request<HistoryPageFrame>((id) => ({ type: "history", ...opts, id })).then(({ messages, more }) => ({
+      messages,
+      more,
+    }));
+  }
+
+  /** Sets this user's presence state (e.g. `{typing: true}`); kept across reconnects. */
+  setPresence(state: Record<string, unknown>): void {
+    this.#myState = state;
+    if (this.#attempt?.welcomed) this.#send(JSON.stringify({ type: "presence", state }));
+  }
+
+  /** Skips the wait of a pending reconnect. */
+  reconnectNow(): void {
+    if (this.#retryTimer === undefined) return;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    void this.#connect();
+  }
+
+  /** Closes for good: no reconnect, waiting publishes reject with `closed`. */
+  close(): void {
+    this.#shutdown("closed");
+  }
+
+  // ---- connection lifecycle -------------------------------------------------------------
+
+  async #connect(): Promise<void> {
+    if (this.#status === "closed") return;
+    const attempt: Attempt = { opened: false, welcomed: false };
+    this.#attempt = attempt;
+    this.#setStatus(this.#status === "connecting" ? "connecting" : "reconnecting");
+    this.#connectTimer = setTimeout(() => this.#lost(attempt, "connect timeout"), this.#opts.connectTimeoutMs ?? 15_000);
+    let ws: WebSocketLike;
+    try {
+      const { token } = this.#opts;
+      attempt.token = typeof token === "string" ? token : await token();
+      if (this.#attempt !== attempt) return;
+      ws = await this.#open(this.#url("ws", attempt.token));
+    } catch {
+      // No token (its function threw) or no socket: like a refused handshake, probed if it can be.
+      if (this.#attempt === attempt) void this.#failed(attempt);
+      return;
+    }
+    if (this.#attempt !== attempt) return closeQuietly(ws, "superseded");
+    attempt.ws = ws;
+    const current = () => this.#attempt === attempt;
+    ws.addEventListener("open", () => {
+      if (current()) attempt.opened = true;
+    });
+    ws.addEventListener("message", (e: { data: unknown }) => {
+      if (current()) this.#onText(attempt, typeof e.data === "string" ? e.data : "");
+    });
+    ws.addEventListener("close", () => {
+      if (current()) void this.#failed(attempt);
+    });
+    // An error is always followed by a close; `ws` throws if no error listener exists.
+    ws.addEventListener("error", () => {});
+    if (ws.readyState === OPEN) attempt.opened = true;
+  }
+
+  #open(url: string): WebSocketLike | Promise<WebSocketLike> {
+    if (this.#opts.socket) return this.#opts.socket(url);
+    const Ctor = this.#opts.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
+    return new Ctor(url);
+  }
+
+  /** The attempt's socket closed, or it never got one. Decides between retrying and giving up. */
+  async #failed(attempt: Attempt): Promise<void> {
+    if (this.#attempt !== attempt) return;
+    if (attempt.opened || attempt.token === undefined) return this.#lost(attempt, "closed");
+    this.#drop(attempt, "handshake failed");
+    const code = await probeHandshake(this.#opts.fetch ?? fetch, this.#url("http", attempt.token));
+    if (this.#status === "closed" || this.#attempt !== null) return;
+    if (code) {
+      this.#events.emit("error", new RoomError(code, `the room refused the connection: ${code}`));
+      this.#shutdown(code);
+    } else {
+      this.#retryLater();
+    }
+  }
+
+  /** Drops the attempt's socket (dead, timed out, or closed) and schedules the next attempt. */
+  #lost(attempt: Attempt, reason: string): void {
+    if (this.#attempt !== attempt) return;
+    this.#drop(attempt, reason);
+    this.#retryLater();
+  }
+
+  #drop(attempt: Attempt, reason: string): void {
+    this.#attempt = null;
+    this.#stopTimers();
+    if (attempt.ws) closeQuietly(attempt.ws, reason);
+    if (attempt.welcomed) this.#backoff.closed(Date.now());
+    this.#outbox.disconnected();
+    this.#requests.rejectAll(new RoomError("connection_lost", "the connection dropped"));
+    this.#awaitingReplay = false;
+  }
+
+  #retryLater(): void {
+    if (this.#status === "closed") return;
+    const delay = this.#backoff.next();
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#connect();
+    }, delay);
+    this.#setStatus("reconnecting", Date.now() + delay);
+  }
+
+  #shutdown(reason: RoomErrorCode): void {
+    if (this.#status === "closed") return;
+    const attempt = this.#attempt;
+    this.#attempt = null;
+    this.#stopTimers();
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (attempt?.ws) closeQuietly(attempt.ws, "client closed");
+    const err = new RoomError("closed", `the client is closed (${reason})`);
+    this.#outbox.rejectAll(err);
+    this.#requests.rejectAll(err);
+    this.#presence.clear();
+    this.#status = "closed";
+    this.#events.emit("status", { status: "closed", attempt: this.#backoff.attempt, reason });
+  }
+
+  #stopTimers(): void {
+    clearTimeout(this.#connectTimer);
+    clearInterval(this.#pingTimer);
+    clearTimeout(this.#pongTimer);
+    this.#connectTimer = this.#pingTimer = this.#pongTimer = undefined;
+  }
+
+  #setStatus(status: Status, retryAt?: number): void {
+    this.#status = status;
+    this.#events.emit("status", {
+      status,
+      attempt: this.#backoff.attempt,
+      ...(retryAt === undefined ? {} : { retryAt }),
+    });
+  }
+
+  #heartbeat(attempt: Attempt): void {
+    const pongTimeoutMs = this.#opts.pongTimeoutMs ?? 10_000;
+    this.#pingTimer = setInterval(() => {
+      this.#send(PING);
+      if (this.#pongTimer === undefined) {
+        this.#pongTimer = setTimeout(() => this.#lost(attempt, "no pong"), pongTimeoutMs);
+      }
+    }, this.#opts.pingIntervalMs ?? 25_000);
+  }
+
+  // ---- frames ---------------------------------------------------------------------------
+
+  readonly #send = (text: string): void => {
+    try {
+      this.#attempt?.ws?.send(text);
+    } catch {
+      // The socket is closing; its close event reschedules, and the outbox keeps what was sent in doubt.
+    }
+  };
+
+  #request<T>(frame: (id: string) => object): Promise<T> {
+    if (!this.#attempt?.welcomed) return Promise.reject(new RoomError("not_connected", "not connected"));
+    return this.#requests.start<T>((id) => this.#send(JSON.stringify(frame(id))));
+  }
+
+  #onText(attempt: Attempt, text: string): void {
+    if (text === PONG) {
+      clearTimeout(this.#pongTimer);
+      this.#pongTimer = undefined;
+      return;
+    }
+    let frames: ServerFrame[];
+    try {
+      frames = decodeServerMessage(text);
+    } catch {
+      this.#events.emit("error", new RoomError("bad_request", "the server sent a message that is not JSON"));
+      return;
+    }
+    for (const frame of frames) {
+      // A frame handler can end the attempt (e.g. a listener calls close()); the rest is stale.
+      if (this.#attempt !== attempt) return;
+      this.#onFrame(attempt, frame);
+    }
+  }
+
+  #onFrame(attempt: Attempt, frame: ServerFrame): void {
+    switch (frame.type) {
+      case "welcome":
+        return this.#onWelcome(attempt, frame);
+      case "message": {
+        if (frame.id !== undefined) this.#outbox.echo(frame.id, frame.seq);
+        if (this.#resume.accept(frame.seq)) this.#events.emit("message", frame);
+        if (this.#awaitingReplay && !this.#resume.replaying()) {
+          this.#awaitingReplay = false;
+          this.#outbox.settleInDoubt();
+        }
+        return;
+      }
+      case "direct":
+        this.#events.emit("direct", frame);
+        return;
+      case "ack":
+        this.#requests.settle(frame.id, undefined);
+        return;
+      case "history":
+        if (frame.id !== undefined) this.#requests.settle(frame.id, frame);
+        return;
+      case "presence":
+        this.#presence.apply(frame);
+        this.#events.emit("presence", { event: frame.event, user: frame.user, users: this.#presence.users });
+        return;
+      case "error": {
+        const err = new RoomError(frame.code, frame.message);
+        const id = frame.id;
+        if (id !== undefined && (this.#outbox.error(id, err) || this.#requests.settle(id, err))) return;
+        this.#events.emit("error", err);
+        return;
+      }
+    }
+  }
+
+  #onWelcome(attempt: Attempt, welcome: WelcomeFrame): void {
+    attempt.opened = attempt.welcomed = true;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
+    this.#backoff.opened(Date.now());
+    this.#me = welcome.user;
+    const outcome = this.#resume.welcome(welcome);
+    this.#presence.reset(welcome.presence);
+    this.#setStatus("open");
+    this.#events.emit("welcome", welcome);
+    if (outcome === "stale") this.#events.emit("resync", welcome);
+    this.#events.emit("presence", { event: "sync", users: this.#presence.users });
+    this.#heartbeat(attempt);
+
+    // The replay (if any) is already on its way, before anything sent from here is answered.
+    this.#outbox.flush(this.#send);
+    if (outcome === "recovered" && this.#resume.replaying()) this.#awaitingReplay = true;
+    else this.#outbox.settleInDoubt();
+
+    const mine = welcome.presence.find((u) => u.id === welcome.user.id);
+    if (this.#myState && JSON.stringify(mine?.state ?? {}) !== JSON.stringify(this.#myState)) {
+      this.#send(JSON.stringify({ type: "presence", state: this.#myState }));
+    }
+  }
+
+  #url(kind: "ws" | "http", token: string): string {
+    const url = new URL(this.#opts.url);
+    url.protocol = url.protocol.replace(/^http/, "ws").replace(/^ws/, kind);
+    const base = url.pathname.replace(/\/$/, "");
+    url.pathname = `${base}/rooms/${encodeURIComponent(this.room)}/${kind === "ws" ? "ws" : "presence"}`;
+    const params = new URLSearchParams({ token, ...(kind === "ws" ? this.#resume.params() : {}) });
+    url.search = params.toString();
+    return url.toString();
+  }
+}
+
+/**
+ * A server message is one frame or, when the room batches under load, an array of frames.
+ * The same rule as protocol.ts's decodeServerMessage, restated here because importing that
+ * module would pull zod into every browser bundle.
+ */
+export function decodeServerMessage(text: string): ServerFrame[] {
+  const parsed: unknown = JSON.parse(text);
+  return (Array.isArray(parsed) ? parsed : [parsed]) as ServerFrame[];
+}
+
+function closeQuietly(ws: WebSocketLike, reason: string): void {
+  try {
+    ws.close(1000, reason);
+  } catch {
+    // already closed, or still connecting in an implementation that refuses to close then
+  }
+}

@@ -1,0 +1,47 @@
+// The little the SDK needs from a WebSocket, so the browser's, Node's `ws` and a Workers
+// socket all fit; and how it learns why a handshake failed.
+import type { ErrorCode, HttpError } from "../protocol";
+
+/** Satisfied by the browser's WebSocket, `ws`'s WebSocket and a Workers WebSocket. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  // `any`: the three implementations type their events differently; the SDK reads only `data`.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  addEventListener(type: "open" | "message" | "close" | "error", listener: (event: any) => void): void;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+/** Opens a socket to `url`. May resolve with a socket that is already open (readyState 1). */
+export type SocketFactory = (url: string) => WebSocketLike | Promise<WebSocketLike>;
+
+export const OPEN = 1;
+
+/** Failures after which reconnecting with the same credentials cannot help. */
+const FATAL: ReadonlySet<ErrorCode> = new Set(["unauthorized", "forbidden", "bad_request"]);
+
+/**
+ * Why did the handshake fail? A browser cannot tell: a refused upgrade is a close with code
+ * 1006 before `open`, whatever the status was. So the SDK asks the one plain-HTTP route with
+ * the same auth as the socket (`GET /rooms/:room/presence` needs `subscribe` too) with the
+ * same token, and reads the error code from its body.
+ *
+ * Returns the code when it is fatal, else undefined (server down, network error, 429, 5xx, a
+ * cross-origin page whose probe CORS blocks): those are retried with backoff. An upgrade
+ * refused for its `Origin` alone is not visible here either and is retried too.
+ */
+export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Promise<ErrorCode | undefined> {
+  try {
+    const res = await fetchFn(httpUrl, { headers: { accept: "application/json" } });
+    if (res.ok) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    const body = (await res.json()) as Partial<HttpError>;
+    const code = body.error?.code;
+    return code !== undefined && FATAL.has(code) ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
