@@ -264,8 +264,10 @@ export class Room extends DurableObject<Env> {
 
   override webSocketClose(ws: WebSocket, code: number): void {
     this.#drop(ws);
-    // Complete the closing handshake; the runtime may already have (compat-date dependent).
-    closeQuietly(ws, code === 1005 || code === 1006 ? CloseCode.normal : code, "");
+    // Reciprocate the peer's Close: the 2026-04-07 auto-reply flag covers accept()ed sockets,
+    // not hibernatable ones, whose clients otherwise sit in CLOSING and report 1006 (the same
+    // fix as partyserver#389). Reserved codes cannot be sent back, so they become 1000.
+    closeQuietly(ws, code === 1005 || code === 1006 || code === 1015 ? CloseCode.normal : code, "");
   }
 
   override webSocketError(ws: WebSocket): void {
