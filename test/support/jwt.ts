@@ -16,7 +16,12 @@ export function b64urlJson(value: unknown): string {
 }
 
 /** HS256 over `header.payload` with the given secret bytes; header and payload are taken as given. */
-export async function hmacToken(header: object, payload: object, secret: Uint8Array | string): Promise<string> {
+export function hmacToken(header: object, payload: unknown, secret: Uint8Array | string): Promise<string> {
+  return hmacTokenRaw(JSON.stringify(header), JSON.stringify(payload), secret);
+}
+
+/** HS256 over the exact JSON texts given (for payloads an object literal cannot express). */
+export async function hmacTokenRaw(header: string, payload: string, secret: Uint8Array | string): Promise<string> {
   const key = await crypto.subtle.importKey(
     "raw",
     typeof secret === "string" ? utf8.encode(secret) : secret,
@@ -24,7 +29,7 @@ export async function hmacToken(header: object, payload: object, secret: Uint8Ar
     false,
     ["sign"],
   );
-  const input = `${b64urlJson(header)}.${b64urlJson(payload)}`;
+  const input = `${b64url(header)}.${b64url(payload)}`;
   const sig = new Uint8Array(await crypto.subtle.sign("HMAC", key, utf8.encode(input)));
   return `${input}.${b64url(sig)}`;
 }
