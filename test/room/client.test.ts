@@ -1,0 +1,151 @@
+// The SDK against the real Worker and Room in workerd. Sockets come from the Worker's fetch
+// handler (a `new WebSocket()` to the Worker is not reachable inside the pool), through the
+// SDK's `socket` factory; the handshake probe goes the same way through its `fetch` option.
+import { exports } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import { RoomClient, type RoomClientOptions, type WebSocketLike } from "../../src/client/index";
+import type { MessageFrame } from "../../src/protocol";
+import { token, tokenFor } from "../support/tokens";
+
+const opened: RoomClient[] = [];
+afterEach(() => {
+  for (const c of opened.splice(0)) c.close();
+});
+
+/** Every socket a client opened, so a test can cut one as the network would. */
+function client(room: string, tok: RoomClientOptions["token"], extra: Partial<RoomClientOptions> = {}) {
+  const sockets: WebSocketLike[] = [];
+  const c = new RoomClient({
+    url: "http://rooms.test",
+    room,
+    token: tok,
+    socket: async (url) => {
+      const res = await exports.default.fetch(url.replace(/^ws/, "http"), { headers: { upgrade: "websocket" } });
+      if (!res.webSocket) {
+        await res.body?.cancel();
+        throw new Error(`upgrade refused with ${res.status}`);
+      }
+      res.webSocket.accept();
+      sockets.push(res.webSocket);
+      return res.webSocket;
+    },
+    fetch: (input, init) => exports.default.fetch(input as string, init),
+    backoff: { baseMs: 50, capMs: 400 },
+    pingIntervalMs: 500, // the pool's IDLE_TIMEOUT_SEC is 2
+    ...extra,
+  });
+  opened.push(c);
+  const messages: MessageFrame[] = [];
+  c.on("message", (m) => messages.push(m));
+  return { c, sockets, messages };
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("SDK against the room", () => {
+  it("two clients see each other in presence and exchange messages; publish resolves with the seq", async () => {
+    const room = "sdk-chat";
+    const alice = client(room, await tokenFor("alice", room));
+    await until(() => alice.c.status === "open", "alice open");
+    const bob = client(room, () => tokenFor("bob", room));
+    await until(() => bob.c.status === "open" && alice.c.presence.has("bob"), "bob seen by alice");
+    expect([...bob.c.presence.keys()].sort()).toEqual(["alice", "bob"]);
+
+    const seq = await alice.c.publish({ text: "hi bob" });
+    expect(seq).toBe(1);
+    await until(() => bob.messages.length === 1, "bob's copy");
+    expect(bob.messages[0]).toMatchObject({ seq: 1, from: { id: "alice" }, data: { text: "hi bob" } });
+    expect(alice.messages.map((m) => m.seq)).toEqual([1]); // the echo, delivered once
+
+    bob.c.setPresence({ typing: true });
+    await until(() => alice.c.presence.get("bob")?.state.typing === true, "bob typing");
+    bob.c.close();
+    await until(() => !alice.c.presence.has("bob"), "bob's leave");
+  });
+
+  it("reconnects after its socket is cut and resumes every message published meanwhile, once each", async () => {
+    const room = "sdk-resume";
+    const alice = client(room, () => tokenFor("alice", room), { backoff: { baseMs: 300, capMs: 300, random: () => 0.99 } });
+    const bob = client(room, await tokenFor("bob", room));
+    await until(() => alice.c.status === "open" && bob.c.status === "open", "both open");
+    await bob.c.publish("before");
+    await until(() => alice.messages.length === 1, "alice has 1");
+
+    let reconnectedAt = 0;
+    const cutAt = Date.now();
+    alice.c.on("welcome", (w) => {
+      reconnectedAt = Date.now();
+      expect(w.recovered).toBe(true);
+    });
+    alice.sockets[0]!.close(1000, "cut"); // the room sees a close; alice waits ~300 ms
+    await until(() => alice.c.status === "reconnecting", "alice reconnecting");
+    const meanwhile = await Promise.all([bob.c.publish("m1"), bob.c.publish("m2"), bob.c.publish("m3")]);
+    const offline = alice.c.publish("from alice while offline");
+    expect(alice.c.pending).toBe(1);
+
+    const seqOfOffline = await offline;
+    await until(() => alice.messages.length === 5, "alice has all 5");
+    expect(alice.messages.map((m) => m.seq)).toEqual([1, ...meanwhile, seqOfOffline]);
+    expect(alice.sockets).toHaveLength(2);
+    expect(reconnectedAt - cutAt).toBeLessThan(2000);
+  });
+
+  it("stops for good, without retrying, when the token is rejected (401) or lacks subscribe (403)", async () => {
+    const room = "sdk-auth";
+    for (const [tok, code] of [
+      ["not-a-jwt", "unauthorized"],
+      [await token({ sub: "eve", rooms: { other: ["*"] } }), "forbidden"],
+    ] as const) {
+      let attempts = 0;
+      const eve = client(room, () => (attempts++, tok));
+      const errors: string[] = [];
+      eve.c.on("error", (e) => errors.push(e.code));
+      await until(() => eve.c.status === "closed", `closed after ${code}`);
+      await new Promise((r) => setTimeout(r, 300)); // several backoff windows
+      expect({ attempts, errors }).toEqual({ attempts: 1, errors: [code] });
+    }
+  });
+
+  it("keeps the connection past the room's idle timeout with its heartbeat", async () => {
+    const room = "sdk-idle";
+    const alice = client(room, await tokenFor("alice", room));
+    await until(() => alice.c.status === "open", "open");
+    await new Promise((r) => setTimeout(r, 3500)); // IDLE_TIMEOUT_SEC = 2 plus the alarm's slack
+    expect(alice.sockets).toHaveLength(1);
+    expect(alice.c.status).toBe("open");
+  });
+
+  it("reconnects by itself after the room closes an idle socket (no heartbeat)", async () => {
+    const room = "sdk-idle-close";
+    const alice = client(room, await tokenFor("alice", room), { pingIntervalMs: 60_000 });
+    await until(() => alice.sockets.length === 2 && alice.c.status === "open", "a second connection", 8000);
+  });
+
+  it("pages history and sends direct messages, answered by id", async () => {
+    const room = "sdk-history";
+    const alice = client(room, await tokenFor("alice", room));
+    const bob = client(room, await tokenFor("bob", room));
+    await until(() => alice.c.status === "open" && alice.c.presence.has("bob"), "both in");
+    for (const n of [1, 2, 3]) await alice.c.publish(n);
+    expect(await alice.c.history({ limit: 2 })).toMatchObject({ messages: [{ seq: 3 }, { seq: 2 }], more: true });
+
+    const directs: unknown[] = [];
+    bob.c.on("direct", (d) => directs.push(d.data));
+    await alice.c.direct("bob", { psst: 1 });
+    await until(() => directs.length === 1, "bob's direct");
+    await expect(alice.c.direct("nobody", 1)).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("rejects a publish with the error frame's code", async () => {
+    const room = "sdk-reject";
+    const reader = client(room, await tokenFor("rita", room, ["subscribe"]));
+    await until(() => reader.c.status === "open", "open");
+    await expect(reader.c.publish("no")).rejects.toMatchObject({ code: "forbidden" });
+  });
+});
