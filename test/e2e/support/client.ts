@@ -100,6 +100,19 @@ export class RoomClient {
     );
   }
 
+  /** Connects, retrying while the server is unreachable (a restart in progress), as a client's backoff would. */
+  async reconnect(opts: ConnectOptions = {}, giveUpAfterMs = 30_000): Promise<WelcomeFrame> {
+    const deadline = Date.now() + giveUpAfterMs;
+    for (;;) {
+      try {
+        return await this.connect({ ...opts, timeoutMs: opts.timeoutMs ?? 5_000 });
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await sleep(100);
+      }
+    }
+  }
+
   #onMessage(conn: (typeof this.connections)[number], text: string): void {
     let parsed: unknown;
     try {
