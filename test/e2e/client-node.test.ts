@@ -1,6 +1,6 @@
 // The SDK in Node over real sockets (`ws`, since Node 20 has no global WebSocket) against a real
 // `wrangler dev`: a restart drops every socket but keeps room storage, so a reconnect resumes.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { WebSocket } from "ws";
 import { startDevServer, type DevServer } from "../../scripts/devserver.mjs";
 import { RoomClient, type MessageFrame, type RoomClientOptions } from "../../src/client/index";
@@ -23,13 +23,11 @@ function client(room: string, token: RoomClientOptions["token"], extra: Partial<
   return { c, messages };
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** vi.waitFor with a readable failure. */
+const until = (check: () => boolean, what: string, timeout = 30_000) =>
+  vi.waitFor(() => {
+    if (!check()) throw new Error(`timed out waiting for ${what}`);
+  }, { timeout, interval: 20 });
 
 describe("SDK over ws against wrangler dev", () => {
   it("reconnects across a server restart, refreshes its token, and resumes every message it missed", async () => {

@@ -2,7 +2,7 @@
 // handler (a `new WebSocket()` to the Worker is not reachable inside the pool), through the
 // SDK's `socket` factory; the handshake probe goes the same way through its `fetch` option.
 import { exports } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { RoomClient, type RoomClientOptions, type WebSocketLike } from "../../src/client/index";
 import type { MessageFrame } from "../../src/protocol";
 import { token, tokenFor } from "../support/tokens";
@@ -40,13 +40,11 @@ function client(room: string, tok: RoomClientOptions["token"], extra: Partial<Ro
   return { c, sockets, messages };
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** vi.waitFor with a readable failure. */
+const until = (check: () => boolean, what: string, timeout = 5_000) =>
+  vi.waitFor(() => {
+    if (!check()) throw new Error(`timed out waiting for ${what}`);
+  }, { timeout, interval: 10 });
 
 describe("SDK against the room", () => {
   it("two clients see each other in presence and exchange messages; publish resolves with the seq", async () => {
