@@ -190,10 +190,11 @@ function showStatus(client: RoomClient, s: StatusEvent): void {
         return;
       }
       const retryAt = s.retryAt;
-      // The live region is announced on change; whole seconds keep it from chattering.
+      // A live region: written only when the whole-second text changes, so it does not chatter.
       const tick = () => {
         const secs = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-        ui.status.textContent = `Connection lost. Reconnecting in ${secs} s…${pending()}`;
+        const text = `Connection lost. Reconnecting in ${secs} s…${pending()}`;
+        if (ui.status.textContent !== text) ui.status.textContent = text;
       };
       tick();
       countdown = setInterval(tick, 250);
