@@ -1,95 +1,33 @@
 // The edgerooms client: one room, one socket at a time, reconnecting by itself. Frame types
 // come from ../protocol as types only, so a browser bundle of the SDK carries no zod.
-import type {
-  DirectMessageFrame,
-  HistoryPageFrame,
-  MessageFrame,
-  PresenceEventFrame,
-  ServerFrame,
-  UserRef,
-  WelcomeFrame,
-} from "../protocol";
-import { Backoff, type BackoffOptions } from "./backoff";
+import type { HistoryPageFrame, ServerFrame, UserRef, WelcomeFrame } from "../protocol";
+import { Backoff } from "./backoff";
 import { RoomError, type RoomErrorCode } from "./errors";
 import { Emitter } from "./events";
 import { ACK_TIMEOUT_MS, Outbox, OUTBOX_LIMIT, randomPrefix } from "./outbox";
 import { PresenceMap, type PresenceUser } from "./presence";
 import { Requests } from "./requests";
 import { ResumePoint } from "./resume";
-import { OPEN, probeHandshake, type SocketFactory, type WebSocketConstructor, type WebSocketLike } from "./socket";
+import type { HistoryPage, RoomClientOptions, RoomEvents, Status } from "./options";
+import {
+  closeQuietly,
+  decodeServerMessage,
+  OPEN,
+  probeHandshake,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./socket";
 
 export { Backoff, type BackoffOptions } from "./backoff";
 export { RoomError, type ClientErrorCode, type RoomErrorCode } from "./errors";
 export type { PresenceUser } from "./presence";
-export type { SocketFactory, WebSocketConstructor, WebSocketLike } from "./socket";
+export type { HistoryPage, PresenceEvent, RoomClientOptions, RoomEvents, Status, StatusEvent } from "./options";
+export { decodeServerMessage, type SocketFactory, type WebSocketConstructor, type WebSocketLike } from "./socket";
 export type { DirectMessageFrame, MessageFrame, UserRef, WelcomeFrame } from "../protocol";
 
 // The protocol's heartbeat (PROTOCOL.md: clients ping every 25 s; idle sockets close at 90 s).
 const PING = "ping";
 const PONG = "pong";
-
-export interface RoomClientOptions {
-  /** The Worker's base URL, http(s):// or ws(s)://, e.g. "https://rooms.example.com". */
-  url: string;
-  room: string;
-  /** A token, or a function called before every (re)connect so tokens can be refreshed. */
-  token: string | (() => string | Promise<string>);
-  /** A WebSocket class. Default: the global one (browsers, Node ≥ 22). Node 20: pass `ws`'s. */
-  WebSocket?: WebSocketConstructor;
-  /** Opens sockets instead of `WebSocket` (tests, custom transports). */
-  socket?: SocketFactory;
-  /** Used for the handshake-failure probe. Default: the global fetch. */
-  fetch?: typeof fetch;
-  /** Reconnect delays. Defaults: base 500 ms, cap 30 s, reset after 10 s connected. */
-  backoff?: BackoffOptions;
-  /** How often to ping. Default 25 000 ms (the room closes sockets idle for 90 s). */
-  pingIntervalMs?: number;
-  /** No pong within this long after a ping: the connection is dead. Default 10 000 ms. */
-  pongTimeoutMs?: number;
-  /** From starting a connection to its welcome. Default 15 000 ms. */
-  connectTimeoutMs?: number;
-  /** Publishes that may wait for a connection or an echo. Default 20 (the room's default burst). */
-  outboxLimit?: number;
-  /** From sending a publish, history or direct frame to its answer. Default 10 000 ms. */
-  ackTimeoutMs?: number;
-}
-
-export type Status = "connecting" | "open" | "reconnecting" | "closed";
-
-export interface StatusEvent {
-  status: Status;
-  /** Connection attempts since the last stable connection. */
-  attempt: number;
-  /** While waiting to reconnect: when the next attempt starts (Date.now() clock). */
-  retryAt?: number;
-  /** With `closed`: why (`closed` for close(), or the fatal handshake error). */
-  reason?: RoomErrorCode;
-}
-
-export interface PresenceEvent {
-  /** `sync`: the whole map was replaced from a welcome. */
-  event: PresenceEventFrame["event"] | "sync";
-  user?: PresenceUser;
-  users: ReadonlyMap<string, PresenceUser>;
-}
-
-export interface RoomEvents {
-  /** Every room message in seq order, the app's own included; never the same seq twice. */
-  message: MessageFrame;
-  direct: DirectMessageFrame;
-  presence: PresenceEvent;
-  status: StatusEvent;
-  /** Errors not tied to a call (a rejected presence update, a bad server frame, a fatal close). */
-  error: RoomError;
-  welcome: WelcomeFrame;
-  /** A reconnect could not resume (`recovered:false`): messages may be missing, refetch history. */
-  resync: WelcomeFrame;
-}
-
-export interface HistoryPage {
-  messages: MessageFrame[];
-  more: boolean;
-}
 
 /** One attempt: events from sockets of earlier attempts are ignored by comparing to this. */
 interface Attempt {
@@ -436,23 +374,5 @@ export class RoomClient {
     const params = new URLSearchParams({ token, ...(kind === "ws" ? this.#resume.params() : {}) });
     url.search = params.toString();
     return url.toString();
-  }
-}
-
-/**
- * A server message is one frame or, when the room batches under load, an array of frames.
- * The same rule as protocol.ts's decodeServerMessage, restated here because importing that
- * module would pull zod into every browser bundle.
- */
-export function decodeServerMessage(text: string): ServerFrame[] {
-  const parsed: unknown = JSON.parse(text);
-  return (Array.isArray(parsed) ? parsed : [parsed]) as ServerFrame[];
-}
-
-function closeQuietly(ws: WebSocketLike, reason: string): void {
-  try {
-    ws.close(1000, reason);
-  } catch {
-    // already closed, or still connecting in an implementation that refuses to close then
   }
 }

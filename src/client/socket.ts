@@ -1,6 +1,6 @@
 // The little the SDK needs from a WebSocket, so the browser's, Node's `ws` and a Workers
 // socket all fit; and how it learns why a handshake failed.
-import type { ErrorCode, HttpError } from "../protocol";
+import type { ErrorCode, HttpError, ServerFrame } from "../protocol";
 
 /** Satisfied by the browser's WebSocket, `ws`'s WebSocket and a Workers WebSocket. */
 export interface WebSocketLike {
@@ -43,5 +43,23 @@ export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Pr
     return code !== undefined && FATAL.has(code) ? code : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * A server message is one frame or, when the room batches under load, an array of frames.
+ * The same rule as protocol.ts's decodeServerMessage, restated here because importing that
+ * module would pull zod into every browser bundle.
+ */
+export function decodeServerMessage(text: string): ServerFrame[] {
+  const parsed: unknown = JSON.parse(text);
+  return (Array.isArray(parsed) ? parsed : [parsed]) as ServerFrame[];
+}
+
+export function closeQuietly(ws: WebSocketLike, reason: string): void {
+  try {
+    ws.close(1000, reason);
+  } catch {
+    // already closed, or still connecting in an implementation that refuses to close then
   }
 }
