@@ -94,6 +94,39 @@ describe("SDK against the room", () => {
     expect(reconnectedAt - cutAt).toBeLessThan(2000);
   });
 
+  it("announces resync when the room no longer holds everything it missed (recovered:false)", async () => {
+    const room = "sdk-resync";
+    let gate: Promise<void> = Promise.resolve();
+    const alice = client(room, async () => (await gate, tokenFor("alice", room)));
+    const resyncs: number[] = [];
+    alice.c.on("resync", (w) => resyncs.push(w.seq));
+    await until(() => alice.c.status === "open", "open");
+    await alice.c.publish("seen");
+
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    alice.sockets[0]!.close(1000, "cut");
+    await until(() => alice.c.status === "reconnecting", "away");
+    const auth = { authorization: `Bearer ${await tokenFor("ops", room, ["publish"])}` };
+    for (let n = 0; n < 55; n++) {
+      // HISTORY_LIMIT is 50 in this pool: the room keeps fewer than alice missed.
+      const res = await exports.default.fetch(`http://rooms.test/rooms/${room}/messages`, {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify({ data: n }),
+      });
+      expect(res.status).toBe(201);
+    }
+    open();
+    await until(() => resyncs.length === 1, "resync");
+    expect(resyncs).toEqual([56]);
+    expect(alice.c.position.seq).toBe(56);
+    expect(alice.messages.map((m) => m.seq)).toEqual([1]); // nothing replayed: the app refetches
+    await alice.c.publish("after");
+    await until(() => alice.messages.length === 2, "the next message");
+    expect(alice.messages[1]!.seq).toBe(57);
+  });
+
   it("stops for good, without retrying, when the token is rejected (401) or lacks subscribe (403)", async () => {
     const room = "sdk-auth";
     for (const [tok, code] of [
