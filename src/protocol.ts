@@ -159,12 +159,6 @@ export type PresenceEventFrame = z.infer<typeof PresenceEventFrame>;
 export type HistoryPageFrame = z.infer<typeof HistoryPageFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
 
-/** A server WebSocket message is one frame, or an array of frames when the room batches. */
-export function decodeServerMessage(text: string): ServerFrame[] {
-  const parsed: unknown = JSON.parse(text);
-  return (Array.isArray(parsed) ? parsed : [parsed]) as ServerFrame[];
-}
-
 // ---- HTTP --------------------------------------------------------------------------------
 
 export const HistoryQuery = z.object({

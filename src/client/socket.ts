@@ -48,8 +48,7 @@ export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Pr
 
 /**
  * A server message is one frame or, when the room batches under load, an array of frames.
- * The same rule as protocol.ts's decodeServerMessage, restated here because importing that
- * module would pull zod into every browser bundle.
+ * The one decoder for it lives here, not in protocol.ts, so browser bundles never pull in zod.
  */
 export function decodeServerMessage(text: string): ServerFrame[] {
   const parsed: unknown = JSON.parse(text);
