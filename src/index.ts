@@ -2,6 +2,7 @@
 // Durable Object. Nothing reaches a room unless auth passed.
 import { capabilitiesFor, isFailure, tokenFrom, verifyToken, type Identity } from "./auth";
 import { ConfigError, loadConfig, type Config } from "./config";
+import { originAllowed, preflight, withCors } from "./cors";
 import { mintDevToken } from "./devtoken";
 import type { Env } from "./env";
 import { errorResponse, failure, json, type Failure } from "./http";
@@ -42,12 +43,15 @@ export default {
     }
 
     const route = ROUTE.exec(url.pathname);
+    if (route && route[2] !== "ws" && request.method === "OPTIONS") return preflight(request, config);
     if (!route || request.method !== NEEDS[route[2] as Action].method) {
       return errorResponse(failure("not_found", `no route for ${request.method} ${url.pathname}`));
     }
     const [, room, action] = route as unknown as [string, string, Action];
     const outcome = await handleRoom(request, env, config, url, room, action);
-    return outcome instanceof Response ? outcome : errorResponse(outcome);
+    const response = outcome instanceof Response ? outcome : errorResponse(outcome);
+    // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
+    return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
   },
 } satisfies ExportedHandler<Env>;
 
@@ -66,15 +70,15 @@ async function handleRoom(
       return failure("rate_limited", `more than ${config.UPGRADE_LIMIT} upgrade attempts in 10 s`);
     }
   }
-  if (!ROOM_NAME.test(room)) return failure("bad_request", "room name must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
   if (action === "ws" && request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     return failure("upgrade_required", "this route needs Upgrade: websocket");
   }
+  if (!ROOM_NAME.test(room)) return failure("bad_request", "room name must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
   const identity = await verifyToken(tokenFrom(request, url), config);
   if (isFailure(identity)) return identity;
   if (action === "ws") {
     const origin = request.headers.get("origin");
-    if (origin !== null && config.ALLOWED_ORIGINS.length > 0 && !config.ALLOWED_ORIGINS.includes(origin)) {
+    if (origin !== null && !originAllowed(origin, config)) {
       return failure("forbidden", `origin ${origin} is not allowed`);
     }
   }
