@@ -70,10 +70,10 @@ async function handleRoom(
       return failure("rate_limited", `more than ${config.UPGRADE_LIMIT} upgrade attempts in 10 s`);
     }
   }
+  if (!ROOM_NAME.test(room)) return failure("bad_request", "room name must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
   if (action === "ws" && request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     return failure("upgrade_required", "this route needs Upgrade: websocket");
   }
-  if (!ROOM_NAME.test(room)) return failure("bad_request", "room name must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
   const identity = await verifyToken(tokenFrom(request, url), config);
   if (isFailure(identity)) return identity;
   if (action === "ws") {
