@@ -201,6 +201,22 @@ export class RoomClient {
     return this.until(() => conn?.closed, "close", timeoutMs);
   }
 
+  /**
+   * Waits for the server's Close frame on the current socket and returns its code. Unlike
+   * `closed()`, this does not wait for the TCP connection to end (ws's public `close` event
+   * does): after the room closes a socket from its alarm, `wrangler dev` keeps the connection
+   * open until ws gives up 30 s later (see faults-slow-peers.test.ts). Reads ws 8 internals.
+   */
+  async closeFrame(timeoutMs = DEFAULT_WAIT_MS): Promise<number> {
+    const ws = this.ws as unknown as { _closeFrameReceived: boolean; _closeCode: number } | undefined;
+    const deadline = Date.now() + timeoutMs;
+    while (!ws?._closeFrameReceived) {
+      if (Date.now() > deadline) throw new Error(`no Close frame within ${timeoutMs} ms`);
+      await sleep(20);
+    }
+    return ws._closeCode;
+  }
+
   send(frame: unknown): void {
     this.ws?.send(typeof frame === "string" ? frame : JSON.stringify(frame));
   }
