@@ -47,7 +47,8 @@ export default {
     if (!route || request.method !== NEEDS[route[2] as Action].method) {
       return errorResponse(failure("not_found", `no route for ${request.method} ${url.pathname}`));
     }
-    const [, room, action] = route as unknown as [string, string, Action];
+    const [, segment, action] = route as unknown as [string, string, Action];
+    const room = decodeRoom(segment);
     const outcome = await handleRoom(request, env, config, url, room, action);
     const response = outcome instanceof Response ? outcome : errorResponse(outcome);
     // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
@@ -156,6 +157,19 @@ async function readPublish(
   const body = PublishBody.safeParse(raw);
   if (!body.success || Array.isArray(raw)) return failure("bad_request", 'body must be {"data": <json>}');
   return { data: body.data.data, ...(key === undefined ? {} : { key }) };
+}
+
+/**
+ * The room name as the client meant it: clients percent-encode the path segment (the SDK uses
+ * encodeURIComponent, which turns `a:b` into `a%3Ab`), so the name is checked after decoding.
+ * A malformed encoding becomes "", which the room-name check refuses in its turn.
+ */
+function decodeRoom(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return "";
+  }
 }
 
 /** Query parameters, with empty values treated as absent (`?before=` means no bound). */

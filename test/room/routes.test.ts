@@ -54,6 +54,9 @@ describe("room names", () => {
     ["encoded space", "a%20b"],
     ["percent", "a%25b"],
     ["NUL", "a%00b"],
+    ["malformed percent-encoding", "a%E0%A4%A"],
+    ["encoded traversal", "%2E%2E%2Fx"],
+    ["encoded leading dash", "%2Da"],
     ["plus", "a+b"],
     ["at", "a@b"],
   ];
@@ -64,6 +67,18 @@ describe("room names", () => {
     });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ users: [] });
+  });
+
+  it("decodes a percent-encoded name before checking it (the SDK sends encodeURIComponent(room))", async () => {
+    const room = "a:b.c-d_e";
+    const res = await request(`/rooms/${encodeURIComponent(room)}/presence`, {
+      headers: { authorization: `Bearer ${await tokenFor("alice", room, ["subscribe"])}` },
+    });
+    expect(res.status).toBe(200);
+    const up = await request(`/rooms/a%3Ab/ws?token=${await tokenFor("alice", "a:b", ["subscribe"])}`, { headers: upgradeHeaders() });
+    expect(up.status).toBe(101);
+    up.webSocket!.accept();
+    up.webSocket!.close(1000);
   });
 
   it("upgrades into a room whose name is 64 characters", async () => {
