@@ -7,6 +7,7 @@ import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
 import type { Env } from "./env";
 import { History } from "./history";
 import { IdempotencyKeys } from "./idempotency";
+import { Outbox, UNBATCHED_ROOM_PREFIX } from "./outbox";
 import { Presence } from "./presence";
 import {
   ClientFrame,
@@ -111,6 +112,7 @@ export class Room extends DurableObject<Env> {
       return new Response("room endpoint is internal", { status: 400 });
     }
     const join = JSON.parse(header) as Join;
+    if (this.#config.BENCH_FLOOR && join.room.startsWith(UNBATCHED_ROOM_PREFIX)) this.#outbox.batching = false;
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
     const attachment: Attachment = {
@@ -298,6 +300,7 @@ export class Room extends DurableObject<Env> {
     } catch {
       // already closed by the runtime: nothing to mark
     }
+    this.#outbox.flush(session.ws); // its last frames (the error that closed it) go first
     closeQuietly(session.ws, code, reason);
     this.#sessions.delete(session.ws);
     if (this.#presence.remove(session)) this.#announceLeave(session.user);
@@ -367,6 +370,10 @@ export class Room extends DurableObject<Env> {
   }
 
   // ---- delivery ------------------------------------------------------------------------
+  // Every frame goes through the outbox, which keeps each recipient's order and coalesces
+  // frames into arrays while the room is busy (see outbox.ts).
+
+  readonly #outbox = new Outbox();
 
   #announce(event: "join" | "update", uid: string, except?: Session): void {
     const user = this.#presence.user(uid);
@@ -382,19 +389,16 @@ export class Room extends DurableObject<Env> {
   }
 
   #sendText(session: Session, text: string): void {
-    try {
-      session.ws.send(text);
-    } catch {
-      // The socket closed under us; its close event cleans up.
-    }
+    this.#outbox.send(session.ws, text);
   }
 
   /** Serialized once, sent to every live session with no await in the loop. Returns recipients. */
   #broadcast(text: string, except?: Session): number {
+    this.#outbox.broadcasting(this.#sessions.size);
     let n = 0;
     for (const session of this.#sessions.values()) {
       if (session === except) continue;
-      this.#sendText(session, text);
+      this.#outbox.send(session.ws, text);
       n++;
     }
     return n;
