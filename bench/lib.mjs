@@ -1,0 +1,124 @@
+// Shared pieces of the benchmark: a mergeable latency histogram, the wire helpers both the
+// room and the floor are driven with, and /proc readings of the workerd processes.
+import { readFileSync, readdirSync } from "node:fs";
+
+// ---- latency histogram ---------------------------------------------------------------------
+// Log buckets 1% wide over microseconds: p50/p99 within 1%, mergeable across worker threads,
+// constant memory however many deliveries a scenario makes. The max is kept exactly.
+const GROWTH = Math.log(1.01);
+const BUCKETS = 2000; // 1.01^2000 µs ≈ 4e8 µs: anything longer lands in the last bucket
+
+export function newHistogram() {
+  return { counts: new Float64Array(BUCKETS), n: 0, max: 0 };
+}
+
+export function record(h, ms) {
+  const us = Math.max(1, ms * 1000);
+  const i = Math.min(BUCKETS - 1, Math.floor(Math.log(us) / GROWTH));
+  h.counts[i]++;
+  h.n++;
+  if (ms > h.max) h.max = ms;
+}
+
+export function merge(into, from) {
+  for (let i = 0; i < BUCKETS; i++) into.counts[i] += from.counts[i];
+  into.n += from.n;
+  into.max = Math.max(into.max, from.max);
+  return into;
+}
+
+/** The q-quantile in ms (the upper edge of its bucket). */
+export function quantile(h, q) {
+  if (h.n === 0) return NaN;
+  const target = q * h.n;
+  let seen = 0;
+  for (let i = 0; i < BUCKETS; i++) {
+    seen += h.counts[i];
+    if (seen >= target) return Math.exp((i + 1) * GROWTH) / 1000;
+  }
+  return h.max;
+}
+
+// ---- wire ----------------------------------------------------------------------------------
+
+/** Epoch milliseconds with sub-millisecond precision, comparable across worker threads. */
+export const now = () => performance.timeOrigin + performance.now();
+
+/**
+ * The publish frame for message `k`. Its `data` serializes to PAYLOAD_BYTES, so the room and
+ * the floor carry the same 1 KiB: the floor echoes the frame as is, the room wraps `data` in
+ * its `message` frame. `t` (send time) gives the latency, `k` the order check.
+ */
+export function publishFrame(k, payloadBytes) {
+  const head = `{"k":${k},"t":${now().toFixed(3)},"p":"`;
+  const pad = "x".repeat(Math.max(0, payloadBytes - head.length - 2));
+  return `{"type":"publish","data":${head}${pad}"}}`;
+}
+
+// ---- workerd processes ---------------------------------------------------------------------
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+function readStat(pid) {
+  // comm may hold spaces or parentheses; the fields after the last ")" are fixed.
+  const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const close = text.lastIndexOf(")");
+  const comm = text.slice(text.indexOf("(") + 1, close);
+  const f = text.slice(close + 2).split(" ");
+  return { comm, ppid: Number(f[1]), cpuMs: (Number(f[11]) + Number(f[12])) * TICK_MS };
+}
+
+/** Every workerd process descended from `rootPid` (wrangler runs one or more). */
+export function workerdPids(rootPid) {
+  const parent = new Map();
+  const comm = new Map();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const s = readStat(name);
+      parent.set(Number(name), s.ppid);
+      comm.set(Number(name), s.comm);
+    } catch {
+      // exited while we looked
+    }
+  }
+  const out = [];
+  for (const [pid, c] of comm) {
+    if (c !== "workerd") continue;
+    for (let p = parent.get(pid); p; p = parent.get(p)) {
+      if (p === rootPid) {
+        out.push(pid);
+        break;
+      }
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** CPU time (ms) used so far by each pid. */
+export function cpuMs(pids) {
+  const out = {};
+  for (const pid of pids) {
+    try {
+      out[pid] = readStat(pid).cpuMs;
+    } catch {
+      out[pid] = 0;
+    }
+  }
+  return out;
+}
+
+/** VmRSS and VmHWM in KiB, per pid. */
+export function memKiB(pids) {
+  const out = {};
+  for (const pid of pids) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const get = (k) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
+      out[pid] = { rss: get("VmRSS"), hwm: get("VmHWM") };
+    } catch {
+      out[pid] = { rss: 0, hwm: 0 };
+    }
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+// The markdown table: every figure beside the floor's, with the ratio and the target it answers.
+
+const fmt = (x) => (x === undefined || x === null || Number.isNaN(x) ? "—" : typeof x === "number" ? x.toLocaleString("en-US") : String(x));
+const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && b !== 0 ? `${(a / b).toFixed(2)}×` : "—");
+
+/** target: [op, factor] — "≥" for rates, "≤" for times and memory. */
+function verdict(room, floor, target) {
+  if (!target || typeof room !== "number" || typeof floor !== "number") return target ? `${target[0]} ${target[1]}× —` : "";
+  const r = room / floor;
+  const ok = target[0] === "≥" ? r >= target[1] : r <= target[1];
+  return `${target[0]} ${target[1]}× ${ok ? "✅" : "❌"}`;
+}
+
+export function formatTable(report) {
+  const R = report.results;
+  const rows = [];
+  const row = (scenario, metric, get, target, unbatchedTarget) => {
+    const s = R[scenario];
+    if (!s) return;
+    const floor = get(s.floor);
+    const room = get(s.room);
+    const un = s["room (unbatched)"] ? get(s["room (unbatched)"]) : undefined;
+    rows.push([
+      metric, fmt(floor), fmt(room), ratio(room, floor), verdict(room, floor, target),
+      un === undefined ? "" : `${fmt(un)} (${ratio(un, floor)}${unbatchedTarget ? `, ${verdict(un, floor, unbatchedTarget)}` : ""})`,
+    ]);
+  };
+  const cpu = (x) => (x?.cpu ? `${x.cpu.gen} / ${x.cpu.workerd}` : undefined);
+  const elu = (x) => (x?.elu ? Math.max(...x.elu) : undefined);
+  const hs = report.plan.handshakes.n;
+  row("handshakes", `handshakes ×${hs}: per s`, (x) => x?.perSec);
+  row("handshakes", "handshake to welcome p50 ms", (x) => x?.p50, ["≤", 1.2]);
+  row("handshakes", "handshake to welcome p99 ms", (x) => x?.p99);
+  row("handshakes", "CPU cores: load / workerd", (x) => cpu(x));
+  const L = `latency${report.plan.latency.subscribers}`;
+  const sub = (name) => ({ floor: R.fanout?.floor?.[name], room: R.fanout?.room?.[name], "room (unbatched)": R.fanout?.["room (unbatched)"]?.[name] });
+  if (R.fanout) {
+    R[L] = sub(L);
+    row(L, `1 broadcast to ${report.plan.latency.subscribers}, window 1: p50 ms`, (x) => x?.p50, ["≤", 1.1], ["≤", 1.1]);
+    row(L, "… p99 ms", (x) => x?.p99);
+    row(L, "… max ms", (x) => x?.max);
+    row(L, "… frames per WebSocket message", (x) => x?.deliveriesPerMessage);
+    for (const f of report.plan.fanout) {
+      const k = `fanout${f.subscribers}`;
+      R[k] = sub(k);
+      const big = f.subscribers === Math.max(...report.plan.fanout.map((x) => x.subscribers));
+      row(k, `fan-out ${f.subscribers} subs, window ${f.window}: messages delivered/s`, (x) => x?.perSec, big ? ["≥", 3] : undefined, big ? ["≥", 1] : undefined);
+      row(k, "… WebSocket messages received/s", (x) => x?.framesPerSec);
+      row(k, "… workerd CPU µs per delivery", (x) => x?.workerdUsPerDelivery);
+      row(k, "… latency p50 ms", (x) => x?.p50);
+      row(k, "… latency p99 ms", (x) => x?.p99);
+      row(k, "… latency max ms", (x) => x?.max);
+      row(k, "… CPU cores: load / workerd", (x) => cpu(x));
+      row(k, "… busiest load thread (event-loop use)", (x) => elu(x));
+    }
+  }
+  const m = report.plan.manyRooms;
+  row("manyRooms", `${m.rooms} rooms × ${m.perRoom}, window ${m.window}: messages delivered/s`, (x) => x?.perSec);
+  row("manyRooms", "… workerd CPU µs per delivery", (x) => x?.workerdUsPerDelivery);
+  row("manyRooms", "… latency p50 ms", (x) => x?.p50);
+  row("manyRooms", "… latency p99 ms", (x) => x?.p99);
+  row("manyRooms", "… CPU cores: load / workerd", (x) => cpu(x));
+  row("manyRooms", "… busiest load thread (event-loop use)", (x) => elu(x));
+  const mem = report.plan.memory;
+  row("memory", `idle memory, ${mem.rooms * mem.perRoom} conns: workerd peak RSS KiB per conn`, (x) => x?.peakKiBPerConn, ["≤", 1.2]);
+  row("memory", "… RSS KiB per conn (settled)", (x) => x?.rssKiBPerConn);
+
+  const head = ["metric", "floor", "room", "room/floor", "target", "room unbatched (÷ floor)"];
+  const lines = [
+    `Bench ${report.smoke ? "(smoke) " : ""}${report.date.slice(0, 16).replace("T", " ")} UTC — ${report.machine.cores} cores (${report.machine.cpu}), Node ${report.machine.node}, ${report.threads} load threads`,
+    "",
+    `| ${head.join(" | ")} |`,
+    `|${head.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ];
+  if (report.errors.length) lines.push("", `**${report.errors.length} problem(s)** — see the JSON.`);
+  return lines.join("\n");
+}

@@ -1,0 +1,391 @@
+#!/usr/bin/env node
+// `npm run bench`: the room against the floor (a minimal hibernating room), same `wrangler dev`,
+// same load, same run; every figure beside the floor's and as a ratio, because only same-run
+// ratios mean anything on a shared 2-core machine. `--smoke` is the seconds-long CI mode: it
+// exits non-zero when anything breaks (a lost or reordered message, a failed handshake).
+//
+// Threads: the main thread coordinates; clients live on worker threads (client.mjs), which also
+// check every delivery. A room whose clients span threads learns completion through here, so
+// its publisher keeps at most `window` messages not yet received by every subscriber.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { startDevServer } from "../scripts/devserver.mjs";
+import { cpuMs, memKiB, merge, newHistogram, now, quantile, record, workerdPids } from "./lib.mjs";
+import { formatTable } from "./report.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(name);
+const option = (name, def) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : def;
+};
+const SMOKE = flag("--smoke");
+const THREADS = Number(option("--threads", 2));
+const OUT = option("--out", join(here, "results", SMOKE ? "smoke.json" : "latest.json"));
+const ONLY = option("--only", "")?.split(",").filter(Boolean) ?? [];
+/**
+ * Room storage on tmpfs unless --disk: the room commits each publish before it may send it (the
+ * output gate), and a shared VM disk's fsync (0.3 ms quiet, many ms when a neighbour's tests
+ * write) would make the run measure the neighbours. The commit still happens; only the flush to
+ * a physical disk is skipped. On the edge that wait is replication instead, unrelated to this disk.
+ */
+const ON_DISK = flag("--disk") || !existsSync("/dev/shm");
+
+/** Every scenario is bounded in count and in time. */
+const PLAN = SMOKE
+  ? {
+      payloadBytes: 1024,
+      handshakes: { n: 20, concurrency: 5 },
+      latency: { subscribers: 20, count: 20 },
+      fanout: [{ subscribers: 20, window: 8, count: 100, durationMs: 3000 }],
+      manyRooms: { rooms: 5, perRoom: 3, window: 4, count: 50, durationMs: 3000 },
+      memory: { rooms: 2, perRoom: 10 },
+    }
+  : {
+      payloadBytes: 1024,
+      handshakes: { n: 500, concurrency: 20 },
+      latency: { subscribers: 500, count: 150 },
+      fanout: [
+        { subscribers: 100, window: 32, count: 20_000, durationMs: 5000 },
+        { subscribers: 500, window: 32, count: 5_000, durationMs: 6000 },
+      ],
+      manyRooms: { rooms: 200, perRoom: 5, window: 8, count: 1000, durationMs: 5000 },
+      memory: { rooms: 20, perRoom: 100 },
+    };
+const RUN_DEADLINE_MS = SMOKE ? 120_000 : 600_000;
+
+// Room publishes need the rate limits out of the way; BENCH_FLOOR serves /floor/:room/ws.
+const VARS = {
+  RATE_LIMIT_PER_SEC: "1000000",
+  RATE_LIMIT_BURST: "1000000",
+  UPGRADE_LIMIT: "1000000",
+  BENCH_FLOOR: "true",
+};
+
+const runId = Date.now().toString(36);
+const log = (...a) => console.error(`[bench ${((now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const t0 = now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- worker threads ------------------------------------------------------------------------
+
+const workers = Array.from({ length: THREADS }, () => new Worker(join(here, "client.mjs")));
+let onEvent = () => {};
+workers.forEach((w, i) => {
+  w.on("message", (msg) => onEvent(i, msg));
+  w.on("error", (err) => {
+    console.error(`load thread ${i} crashed:`, err);
+    process.exitCode = 1;
+  });
+});
+
+/** Sends `cmd` to every thread (or the given message per thread) and waits for each `ev`. */
+function all(ev, msgFor, timeoutMs = 120_000) {
+  return new Promise((resolve, reject) => {
+    const out = new Array(workers.length);
+    let left = workers.length;
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${ev}`)), timeoutMs);
+    onEvent = (i, msg) => {
+      if (msg.ev !== ev) return;
+      out[i] = msg;
+      if (--left === 0) {
+        clearTimeout(timer);
+        resolve(out);
+      }
+    };
+    workers.forEach((w, i) => w.postMessage(msgFor(i)));
+  });
+}
+
+// ---- measurement ---------------------------------------------------------------------------
+
+let server;
+let pids = [];
+
+function sample() {
+  return { at: now(), gen: process.cpuUsage(), workerd: cpuMs(pids) };
+}
+
+/** Cores used between two samples: the generator (all threads) and workerd (all processes). */
+function cpuBetween(a, b) {
+  const wall = b.at - a.at;
+  const gen = (b.gen.user - a.gen.user + b.gen.system - a.gen.system) / 1000 / wall;
+  let workerd = 0;
+  for (const pid of pids) workerd += ((b.workerd[pid] ?? 0) - (a.workerd[pid] ?? 0)) / wall;
+  return { gen: round(gen, 2), workerd: round(workerd, 2) };
+}
+
+const round = (x, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
+const errors = [];
+
+// ---- clients -------------------------------------------------------------------------------
+
+const tokens = new Map();
+async function tokenFor(i) {
+  if (!tokens.has(i)) tokens.set(i, await server.token({ sub: `u${i}`, rooms: { "bench-*": ["*"], "unbatched-*": ["*"] } }));
+  return tokens.get(i);
+}
+
+async function urlFor(target, room, user) {
+  if (target.kind === "floor") return `${server.wsUrl}/floor/${room}/ws`;
+  return `${server.wsUrl}/rooms/${target.prefix}${room}/ws?token=${await tokenFor(user)}`;
+}
+
+/**
+ * Connects `rooms` rooms of `perRoom` clients (client 0 of each publishes). A room with more
+ * clients than threads is spread over all threads; small rooms stay whole on one thread, so
+ * their completion is tracked there without the main thread.
+ */
+async function connectRooms(target, name, rooms, perRoom, concurrency) {
+  const spread = rooms === 1;
+  const specs = workers.map(() => []);
+  const groupDefs = workers.map(() => []);
+  const holders = new Map(); // room key -> { threads: Set, publisher: thread }
+  for (let r = 0; r < rooms; r++) {
+    const room = `bench-${name}-${runId}-${r}`;
+    const key = room;
+    holders.set(key, { threads: new Set(), publisher: spread ? 0 : r % workers.length });
+    for (let c = 0; c < perRoom; c++) {
+      const thread = spread ? c % workers.length : r % workers.length;
+      const user = r * perRoom + c;
+      specs[thread].push({ id: `${target.kind}:${room}:${c}`, url: await urlFor(target, room, user), group: key, publisher: c === 0 });
+      const h = holders.get(key);
+      if (!h.threads.has(thread)) groupDefs[thread].push({ key, kind: target.kind, spans: spread });
+      h.threads.add(thread);
+    }
+  }
+  const start = sample();
+  const res = await all("connected", (i) => ({
+    cmd: "connect",
+    specs: specs[i],
+    groupDefs: groupDefs[i],
+    concurrency: Math.ceil(concurrency / workers.length),
+  }));
+  const end = sample();
+  const hist = newHistogram();
+  let failed = 0;
+  for (const r of res) {
+    for (const ms of r.handshakes) record(hist, ms);
+    failed += r.failed;
+    errors.push(...r.errors.map((e) => `${target.label} ${name}: ${e}`));
+  }
+  if (failed > 0) errors.push(`${target.label} ${name}: ${failed} connections failed`);
+  return { holders, hist, wallMs: end.at - start.at, cpu: cpuBetween(start, end), n: rooms * perRoom - failed };
+}
+
+async function closeRooms() {
+  await all("closed", () => ({ cmd: "close" }), 60_000);
+}
+
+/** One publish run over the connected rooms; returns rates, latencies and CPU. */
+async function publishRun(holders, { count, window, durationMs }, label) {
+  const prefixes = new Map(); // spanning room -> per-thread prefix
+  const start = sample();
+  const stats = await new Promise((resolve, reject) => {
+    const out = new Array(workers.length);
+    let left = workers.length;
+    const timer = setTimeout(async () => {
+      onEvent = (i, msg) => {
+        if (msg.ev === "status") out[i] = msg.stats;
+      };
+      workers.forEach((w) => w.postMessage({ cmd: "status" }));
+      await sleep(500);
+      const stuck = out.flatMap((s) => s?.incomplete ?? []);
+      reject(new Error(`${label}: messages lost or stuck (${stuck.join("; ")}) ${out.flatMap((s) => s?.errors ?? []).join("; ")}`));
+    }, durationMs + 30_000);
+    onEvent = (i, msg) => {
+      switch (msg.ev) {
+        case "progress":
+          for (const [key, prefix] of Object.entries(msg.updates)) {
+            let per = prefixes.get(key);
+            if (!per) prefixes.set(key, (per = new Map()));
+            per.set(i, prefix);
+            const h = holders.get(key);
+            if (per.size < h.threads.size) continue;
+            const min = Math.min(...per.values());
+            workers[h.publisher].postMessage({ cmd: "progress", updates: { [key]: min } });
+          }
+          break;
+        case "published":
+          for (const t of holders.get(msg.key).threads) workers[t].postMessage({ cmd: "total", key: msg.key, total: msg.total });
+          break;
+        case "done":
+          out[i] = msg.stats;
+          if (--left === 0) {
+            clearTimeout(timer);
+            resolve(out);
+          }
+          break;
+      }
+    };
+    workers.forEach((w) => w.postMessage({ cmd: "publish", count, window, durationMs, payloadBytes: PLAN.payloadBytes }));
+  });
+  const end = sample();
+  const hist = newHistogram();
+  let deliveries = 0;
+  let frames = 0;
+  let firstSend = Infinity;
+  let lastReceipt = 0;
+  const elu = [];
+  for (const s of stats) {
+    merge(hist, s.hist);
+    deliveries += s.deliveries;
+    frames += s.frames;
+    firstSend = Math.min(firstSend, s.firstSend);
+    lastReceipt = Math.max(lastReceipt, s.lastReceipt);
+    elu.push(round(s.elu, 2));
+    errors.push(...s.errors.map((e) => `${label}: ${e}`));
+  }
+  const seconds = (lastReceipt - firstSend) / 1000;
+  const cpu = cpuBetween(start, end);
+  return {
+    deliveries,
+    frames,
+    seconds: round(seconds, 2),
+    perSec: Math.round(deliveries / seconds),
+    framesPerSec: Math.round(frames / seconds),
+    p50: round(quantile(hist, 0.5), 2),
+    p99: round(quantile(hist, 0.99), 2),
+    max: round(hist.max, 2),
+    cpu,
+    // Robust to a busy machine: workerd CPU time per delivery (what the floor says is ~20 µs).
+    workerdUsPerDelivery: round((cpu.workerd * (end.at - start.at) * 1000) / deliveries, 2),
+    deliveriesPerMessage: round(deliveries / frames, 1),
+    elu,
+  };
+}
+
+// ---- scenarios -----------------------------------------------------------------------------
+
+async function handshakes(target) {
+  const { n, concurrency } = PLAN.handshakes;
+  const c = await connectRooms(target, "hs", 1, n, concurrency);
+  await closeRooms();
+  return {
+    n: c.n,
+    perSec: Math.round(c.n / (c.wallMs / 1000)),
+    p50: round(quantile(c.hist, 0.5), 2),
+    p99: round(quantile(c.hist, 0.99), 2),
+    cpu: c.cpu,
+  };
+}
+
+async function fanout(target) {
+  const out = {};
+  const l = PLAN.latency;
+  for (const f of PLAN.fanout) {
+    const c = await connectRooms(target, `fan${f.subscribers}`, 1, f.subscribers, 50);
+    if (l.subscribers === f.subscribers) {
+      out[`latency${l.subscribers}`] = await publishRun(c.holders, { count: l.count, window: 1, durationMs: 30_000 }, `${target.label} window-1 latency`);
+    }
+    out[`fanout${f.subscribers}`] = await publishRun(c.holders, f, `${target.label} fan-out ${f.subscribers}`);
+    await closeRooms();
+  }
+  if (!out[`latency${l.subscribers}`]) {
+    const c = await connectRooms(target, `lat${l.subscribers}`, 1, l.subscribers, 50);
+    out[`latency${l.subscribers}`] = await publishRun(c.holders, { count: l.count, window: 1, durationMs: 30_000 }, `${target.label} window-1 latency`);
+    await closeRooms();
+  }
+  return out;
+}
+
+async function manyRooms(target) {
+  const m = PLAN.manyRooms;
+  const c = await connectRooms(target, "many", m.rooms, m.perRoom, 50);
+  const r = await publishRun(c.holders, m, `${target.label} many rooms`);
+  await closeRooms();
+  return r;
+}
+
+/** Idle memory on a freshly started workerd: RSS before and after the idle connections. */
+async function memory(target) {
+  const { rooms, perRoom } = PLAN.memory;
+  await server.restart();
+  pids = workerdPids(server.pid());
+  // One connection first, so compiling the Worker is not counted as connection memory.
+  const warm = await connectRooms(target, "memwarm", 1, 1, 1);
+  await closeRooms();
+  await sleep(1000);
+  const before = memKiB(pids);
+  const c = await connectRooms(target, "mem", rooms, perRoom, 50);
+  await sleep(2000);
+  const after = memKiB(pids);
+  await closeRooms();
+  const n = c.n;
+  let rss = 0;
+  let peak = 0;
+  for (const pid of pids) {
+    rss += after[pid].rss - before[pid].rss;
+    peak += after[pid].hwm - before[pid].rss;
+  }
+  return { n, warm: warm.n, rssKiBPerConn: round(rss / n, 1), peakKiBPerConn: round(peak / n, 1), before, after };
+}
+
+// ---- main ----------------------------------------------------------------------------------
+
+const TARGETS = {
+  floor: { kind: "floor", label: "floor", prefix: "" },
+  room: { kind: "room", label: "room", prefix: "" },
+  unbatched: { kind: "room", label: "room (unbatched)", prefix: "unbatched-" },
+};
+
+async function main() {
+  const killer = setTimeout(() => {
+    console.error(`bench: over its ${RUN_DEADLINE_MS / 1000} s budget; stopping`);
+    void server?.stop().finally(() => process.exit(2));
+  }, RUN_DEADLINE_MS);
+  killer.unref();
+  log(`starting wrangler dev (${THREADS} load threads, ${cpus().length} cores)`);
+  const persistTo = ON_DISK ? undefined : mkdtempSync("/dev/shm/edgerooms-bench-");
+  server = await startDevServer({ vars: VARS, ...(persistTo ? { persistTo } : {}) });
+  pids = workerdPids(server.pid());
+  log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")}`);
+  const results = {};
+  const want = (s) => ONLY.length === 0 || ONLY.includes(s);
+  const targets = [TARGETS.floor, TARGETS.room, TARGETS.unbatched];
+  try {
+    for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms })) {
+      if (!want(name)) continue;
+      for (const target of name === "fanout" ? targets : targets.slice(0, 2)) {
+        log(`${name}: ${target.label}`);
+        (results[name] ??= {})[target.label] = await fn(target);
+      }
+    }
+    if (want("memory")) {
+      for (const target of targets.slice(0, 2)) {
+        log(`memory: ${target.label}`);
+        (results.memory ??= {})[target.label] = await memory(target);
+      }
+    }
+  } catch (err) {
+    errors.push(String(err?.stack ?? err));
+  } finally {
+    await server.stop();
+    await Promise.all(workers.map((w) => w.terminate()));
+    if (persistTo) rmSync(persistTo, { recursive: true, force: true });
+  }
+  const report = {
+    date: new Date().toISOString(),
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model, memGiB: round(totalmem() / 2 ** 30, 1), node: process.version },
+    smoke: SMOKE,
+    storage: ON_DISK ? "disk" : "tmpfs",
+    threads: THREADS,
+    plan: PLAN,
+    results,
+    errors,
+  };
+  mkdirSync(dirname(OUT), { recursive: true });
+  writeFileSync(OUT, JSON.stringify(report, null, 2));
+  console.log(formatTable(report));
+  if (errors.length > 0) {
+    console.error(`bench: ${errors.length} problem(s):\n  ${errors.slice(0, 30).join("\n  ")}`);
+    process.exitCode = 1;
+  }
+  log(`wrote ${OUT}`);
+}
+
+await main();
