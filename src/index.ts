@@ -6,7 +6,7 @@ import { originAllowed, preflight, withCors } from "./cors";
 import { mintDevToken } from "./devtoken";
 import type { Env } from "./env";
 import { errorResponse, failure, json, type Failure } from "./http";
-import { HistoryQuery, IdempotencyKey, PublishBody, ROOM_NAME, utf8Length, type Capability } from "./protocol";
+import { HistoryQuery, IdempotencyKey, PublishBody, ROOM_NAME, type Capability } from "./protocol";
 import { UpgradeLimiter } from "./ratelimit";
 import { JOIN_HEADER, type Join } from "./room";
 
@@ -146,8 +146,8 @@ async function readPublish(
   const max = config.MAX_MESSAGE_BYTES;
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > max) return failure("too_large", `body exceeds ${max} bytes`);
-  const text = await request.text();
-  if (utf8Length(text) > max) return failure("too_large", `body exceeds ${max} bytes`);
+  const text = await readAtMost(request, max);
+  if (text === undefined) return failure("too_large", `body exceeds ${max} bytes`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -157,6 +157,35 @@ async function readPublish(
   const body = PublishBody.safeParse(raw);
   if (!body.success || Array.isArray(raw)) return failure("bad_request", 'body must be {"data": <json>}');
   return { data: body.data.data, ...(key === undefined ? {} : { key }) };
+}
+
+/**
+ * The body as text, or undefined once it passes `max` bytes. Read in chunks and abandoned at
+ * the limit: a chunked body declares no length, and request.text() would buffer all of it
+ * (up to the platform's 100 MB) before the size check could refuse it.
+ */
+async function readAtMost(request: Request, max: number): Promise<string | undefined> {
+  if (!request.body) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 /**

@@ -234,6 +234,49 @@ describe("POST /rooms/:room/messages body checks", () => {
     await expectFailure(await post(JSON.stringify({ data: "€".repeat(1400) })), 413, "too_large");
   });
 
+  it("refuses an oversize body that declares no length without reading all of it", async () => {
+    let pulled = 0;
+    const chunk = new Uint8Array(64 * 1024).fill(0x20);
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (pulled >= 32 * 1024 * 1024) return c.close();
+        pulled += chunk.byteLength;
+        c.enqueue(chunk);
+      },
+    });
+    const res = await request("/rooms/bodies/messages", {
+      method: "POST",
+      headers: { authorization: `Bearer ${await tokenFor("srv", "bodies", ["publish"])}` },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    await expectFailure(res, 413, "too_large");
+    expect(pulled).toBeLessThanOrEqual(1024 * 1024); // a few chunks of read-ahead, not 32 MiB
+  });
+
+  it("accepts a streamed body within the limit", async () => {
+    const text = JSON.stringify({ data: "€".repeat(1000) }); // 3000+ bytes, under 4096
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        const bytes = new TextEncoder().encode(text);
+        c.enqueue(bytes.slice(0, 1001)); // splits a "€" across chunks
+        c.enqueue(bytes.slice(1001));
+        c.close();
+      },
+    });
+    const res = await request("/rooms/bodies/messages", {
+      method: "POST",
+      headers: { authorization: `Bearer ${await tokenFor("srv", "bodies", ["publish", "history"])}` },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(201);
+    const page = (await (await request(`/rooms/bodies/history?limit=1&token=${await tokenFor("srv", "bodies", ["history"])}`)).json()) as {
+      messages: { data: unknown }[];
+    };
+    expect(page.messages[0]!.data).toBe("€".repeat(1000));
+  });
+
   it("answers 400 for an Idempotency-Key over 64 characters", async () => {
     await expectFailure(await post('{"data":1}', { "idempotency-key": "k".repeat(65) }), 400, "bad_request");
   });
