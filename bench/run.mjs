@@ -7,12 +7,11 @@
 // Threads: the main thread coordinates; clients live on worker threads (client.mjs), which also
 // check every delivery. A room whose clients span threads learns completion through here, so
 // its publisher keeps at most `window` messages not yet received by every subscriber.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { startDevServer } from "../scripts/devserver.mjs";
 import { cpuMs, memKiB, merge, newHistogram, now, quantile, record, workerdPids } from "./lib.mjs";
 import { formatTable } from "./report.mjs";
 
@@ -34,6 +33,20 @@ const ONLY = option("--only", "")?.split(",").filter(Boolean) ?? [];
  * a physical disk is skipped. On the edge that wait is replication instead, unrelated to this disk.
  */
 const ON_DISK = flag("--disk") || !existsSync("/dev/shm");
+
+/**
+ * wrangler dev reloads (and drops every socket) when a watched file changes, and this tree is
+ * shared with people editing it: the run serves a copy of the Worker taken at its start.
+ */
+function snapshot() {
+  const root = join(here, "..");
+  const dir = mkdtempSync(join(tmpdir(), "edgerooms-bench-src-"));
+  for (const f of ["src", "scripts", "public", "wrangler.toml", "package.json", "tsconfig.json"]) {
+    if (existsSync(join(root, f))) cpSync(join(root, f), join(dir, f), { recursive: true });
+  }
+  symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
+  return dir;
+}
 
 /** Every scenario is bounded in count and in time. */
 const PLAN = SMOKE
@@ -341,6 +354,8 @@ async function main() {
   killer.unref();
   log(`starting wrangler dev (${THREADS} load threads, ${cpus().length} cores)`);
   const persistTo = ON_DISK ? undefined : mkdtempSync("/dev/shm/edgerooms-bench-");
+  const copy = snapshot();
+  const { startDevServer } = await import(join(copy, "scripts", "devserver.mjs"));
   server = await startDevServer({ vars: VARS, ...(persistTo ? { persistTo } : {}) });
   pids = workerdPids(server.pid());
   log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")}`);
@@ -367,6 +382,7 @@ async function main() {
     await server.stop();
     await Promise.all(workers.map((w) => w.terminate()));
     if (persistTo) rmSync(persistTo, { recursive: true, force: true });
+    rmSync(copy, { recursive: true, force: true });
   }
   const report = {
     date: new Date().toISOString(),
