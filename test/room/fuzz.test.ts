@@ -8,7 +8,7 @@
 // own; the abuse property floods one connection past the limit on purpose.
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectedCode, hostileFrame, type Hostile } from "../support/hostile-frames";
+import { anyCodeUnit, expectedCode, hostileFrame, type Hostile } from "../support/hostile-frames";
 import { request } from "../support/edge";
 import type { ServerFrame } from "../../src/protocol";
 import { connect, type TestSocket } from "../support/socket";
@@ -161,6 +161,31 @@ describe("after the fuzzing", () => {
     const res = await request(`/rooms/${ROOM}/stats?token=${await tokenFor("admin", ROOM, ["admin"])}`);
     expect(await res.json()).toMatchObject({ seq: BURST, published: BURST, rejected: sent.rejected, rateLimited: sent.rateLimited });
   });
+});
+
+describe("odd but valid frames", () => {
+  it("delivers any string, lone surrogates included (JSON-escaped), back exactly as sent", async () => {
+    const room = `${ROOM}-strings`;
+    let delivered = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.string({ unit: anyCodeUnit, maxLength: 100 }), { minLength: 1, maxLength: BURST }), async (strings) => {
+        const s = await connect(room, { token: await tokenFor(`writer-${fuzzers++}`, room) });
+        try {
+          await s.next("welcome");
+          // JSON.stringify escapes a lone surrogate as \udXXX, so the frame is valid UTF-8.
+          strings.forEach((data, i) => s.send(JSON.stringify({ type: "publish", data, id: `s${i}` })));
+          const echoes = await s.collect("message", strings.length, 5000);
+          expect(echoes.map((m) => m.data)).toEqual(strings);
+          expect(errorsOf(s)).toEqual([]);
+          delivered += strings.length;
+        } finally {
+          s.close();
+        }
+      }),
+      { numRuns: 40 },
+    );
+    console.log(`odd strings: ${delivered} published and echoed exactly`);
+  }, 30_000);
 });
 
 function describe_(h: Hostile): string {

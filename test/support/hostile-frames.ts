@@ -40,7 +40,7 @@ const smallJson = fc.jsonValue({ maxDepth: 3 });
 
 // ---- random text and bytes ----------------------------------------------------------------
 
-const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
+export const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
 const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
 
 const randomText = fc
