@@ -250,10 +250,14 @@ parentPort.on("message", async (msg) => {
       };
       for (const c of clients) c.nextK = 0;
       for (const g of groups.values()) g.reset(msg.window);
+      parentPort.postMessage({ ev: "armed" });
+      break;
+    }
+    case "go":
+      // Every thread is armed before any publisher sends, so no delivery lands outside a run.
       if (groups.size === 0) parentPort.postMessage({ ev: "done", stats: stats() });
       for (const g of groups.values()) pump(g);
       break;
-    }
     case "progress":
       for (const [key, prefix] of Object.entries(msg.updates)) {
         const g = groups.get(key);

@@ -197,6 +197,7 @@ async function closeRooms() {
 /** One publish run over the connected rooms; returns rates, latencies and CPU. */
 async function publishRun(holders, { count, window, durationMs }, label) {
   const prefixes = new Map(); // spanning room -> per-thread prefix
+  await all("armed", () => ({ cmd: "publish", count, window, durationMs, payloadBytes: PLAN.payloadBytes }));
   const start = sample();
   const stats = await new Promise((resolve, reject) => {
     const out = new Array(workers.length);
@@ -235,7 +236,7 @@ async function publishRun(holders, { count, window, durationMs }, label) {
           break;
       }
     };
-    workers.forEach((w) => w.postMessage({ cmd: "publish", count, window, durationMs, payloadBytes: PLAN.payloadBytes }));
+    workers.forEach((w) => w.postMessage({ cmd: "go" }));
   });
   const end = sample();
   const hist = newHistogram();
