@@ -8,18 +8,27 @@ import { connectAll, sleep, type RoomClient } from "./support/client";
 import { FULL, figuresFor, measured, quantile, round } from "./support/figures";
 import { allCaps, clients, crashes, devServer, roomStats, type DevServer } from "./support/server";
 
-const RATE = 5; // frames/s per connection, burst 5: the room's limit for this suite
+// A small limit (the default is 10/s, burst 20): the flood is 100× this, 500 frames/s. At the
+// default, 1000 frames/s on this 2-core machine (flooder, workerd and chatters sharing it) put
+// the others' p99 at 2.9-3.0× the quiet one in 2 of 3 runs: see the report on issue #6.
+const RATE = 5;
+const BURST = 5;
 const FLOOD_RATE = RATE * 100;
-const CHATTERS = 8;
+// ~380 publish→echo samples per phase at the CI scale, so p99 is the 4th worst, not the 2nd
+const CHATTERS = 16;
 const CHAT_EVERY_MS = 250; // 4/s, under the limit
-const PHASE_MS = FULL ? 15_000 : 6_000;
+const PHASE_MS = FULL ? 15_000 : 6_000; // of quiet, and as much of flood
+// Quiet and flooded blocks alternate, so load from elsewhere on a shared machine (it drifts over
+// seconds) falls on both samples alike instead of on whichever phase it happened to overlap.
+const BLOCKS = 3;
+const BLOCK_MS = PHASE_MS / BLOCKS;
 const MAX_RATIO = 2;
 
 let server: DevServer;
 beforeAll(async () => {
   server = await devServer({
     RATE_LIMIT_PER_SEC: String(RATE),
-    RATE_LIMIT_BURST: String(RATE),
+    RATE_LIMIT_BURST: String(BURST),
     // the flooder reconnects after each 1008 and the chatters share its loopback address
     UPGRADE_LIMIT: "100000",
   });
@@ -62,13 +71,38 @@ async function chat(chatters: RoomClient[], label: string, ms: number): Promise<
       }
     }),
   );
-  await sleep(500); // the last echoes
   const expected = sentAt.size;
+  const deadline = performance.now() + 5_000;
+  while (phase.echo.length < expected && performance.now() < deadline) await sleep(10); // the last echoes
   if (phase.echo.length !== expected) throw new Error(`${label}: ${expected - phase.echo.length} echoes missing`);
   return phase;
 }
 
-function flood(url: string, ms: number): Promise<{ sent: number; connections: number; closes: Record<string, number>; errors: Record<string, number>; echoes: number; handshakeFailures: number }> {
+interface FloodReport {
+  sent: number;
+  connections: number;
+  closes: Record<string, number>;
+  errors: Record<string, number>;
+  echoes: number;
+  handshakeFailures: number;
+}
+
+function merge(into: Phase, from: Phase): void {
+  into.echo.push(...from.echo);
+  into.fanout.push(...from.fanout);
+  into.rateLimited += from.rateLimited;
+}
+
+function mergeFlood(into: FloodReport, from: FloodReport): void {
+  into.sent += from.sent;
+  into.connections += from.connections;
+  into.echoes += from.echoes;
+  into.handshakeFailures += from.handshakeFailures;
+  for (const [k, v] of Object.entries(from.closes)) into.closes[k] = (into.closes[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(from.errors)) into.errors[k] = (into.errors[k] ?? 0) + v;
+}
+
+function flood(url: string, ms: number): Promise<FloodReport> {
   const script = fileURLToPath(new URL("./support/flooder.mjs", import.meta.url));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, url, String(FLOOD_RATE), String(ms)], { stdio: ["ignore", "pipe", "inherit"] });
@@ -90,9 +124,17 @@ describe("flood", () => {
       try {
         await connectAll(chatters);
         await chat(chatters, "warmup", 2_000);
-        const quiet = await chat(chatters, "quiet", PHASE_MS);
         const flooderUrl = `${server.wsUrl}/rooms/${room}/ws?token=${await allCaps(server, "flooder", room)}`;
-        const [flooder, loud] = await Promise.all([flood(flooderUrl, PHASE_MS + 500), sleep(250).then(() => chat(chatters, "loud", PHASE_MS))]);
+        const quiet: Phase = { echo: [], fanout: [], rateLimited: 0 };
+        const loud: Phase = { echo: [], fanout: [], rateLimited: 0 };
+        const flooder: FloodReport = { sent: 0, connections: 0, closes: {}, errors: {}, echoes: 0, handshakeFailures: 0 };
+        for (let b = 0; b < BLOCKS; b++) {
+          merge(quiet, await chat(chatters, `quiet${b}`, BLOCK_MS));
+          // the flood starts first and outlasts the block, so every loud sample is taken under it
+          const [f, l] = await Promise.all([flood(flooderUrl, BLOCK_MS + 500), sleep(250).then(() => chat(chatters, `loud${b}`, BLOCK_MS))]);
+          merge(loud, l);
+          mergeFlood(flooder, f);
+        }
 
         const q = summary(quiet.echo);
         const l = summary(loud.echo);
@@ -123,7 +165,7 @@ describe("flood", () => {
         // 100 rejected frames close it: at 100× the rate that takes a fraction of a second, so the
         // phase sees many flooding connections, all closed 1008 but the one the phase's end cuts
         expect(policyCloses, "the flooder was closed with 1008").toBeGreaterThanOrEqual(PHASE_MS / 1000);
-        expect(policyCloses, `flooder closes: ${JSON.stringify(flooder.closes)}`).toBeGreaterThanOrEqual(flooder.connections - 1);
+        expect(policyCloses, `flooder closes: ${JSON.stringify(flooder.closes)}`).toBeGreaterThanOrEqual(flooder.connections - BLOCKS);
         expect(flooder.errors.rate_limited).toBeGreaterThan(0);
         expect(quiet.rateLimited + loud.rateLimited, "chatters stay under the limit").toBe(0);
         expect(l.p99, `flood p99 ${l.p99} ms vs quiet p99 ${q.p99} ms`).toBeLessThanOrEqual(MAX_RATIO * q.p99);
