@@ -19,7 +19,7 @@ const HIGHLIGHTS = {
   hibernation: (x) =>
     `${x.silenceSec} s silence (pings only); identities, presence, seq and rate limit held: ${x.held}`,
   "slow-peers": (x) =>
-    `room kept delivering while a reader was paused (slowest ${x.othersMaxLatencyMs} ms for ${x.messages} messages); vanished peer closed ${x.vanishedClose} after ${x.idleCloseSec} s, leave announced: ${x.leaveAnnounced}`,
+    `others got ${x.pushedWhilePausedMB} MB in ${Math.round(x.pausedTotalMs)} ms past a paused reader (${Math.round(x.quietTotalMs)} ms with none); hung peer swept ${x.vanishedClose} after ${x.hungRemovedSec} s (idle ${x.idleCloseSec} s), dead one dropped in ${x.deadRemovedMs} ms; leaves announced: ${x.leaveAnnounced}`,
 };
 
 const rows = Object.values(JSON.parse(readFileSync(file, "utf8"))).sort(
@@ -36,6 +36,10 @@ for (const r of rows) {
     `| ${r.suite} | ${r.scale} | ${r.clients} | ${r.inputs} | ${r.dropped} / ${r.resumed} | ${r.lost} | ${r.duplicated} | ${r.crashes} | ${highlight} | ${r.seconds} s | ${r.passed ? "pass" : "**FAIL**"} |`,
   );
 }
+const sum = (k) => rows.reduce((n, r) => n + r[k], 0);
+lines.push(
+  `| **all** | | | ${sum("inputs")} | ${sum("dropped")} / ${sum("resumed")} | ${sum("lost")} | ${sum("duplicated")} | ${sum("crashes")} | | ${Math.round(sum("seconds"))} s | ${rows.every((r) => r.passed) ? "pass" : "**FAIL**"} |`,
+);
 const when = rows.map((r) => r.at).sort().at(-1);
 lines.push("", `Figures from the run of ${when?.slice(0, 10) ?? "?"} (\`node scripts/reliability-table.mjs\` renders artifacts/reliability.json).`);
 console.log(lines.join("\n"));
