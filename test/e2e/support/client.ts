@@ -204,8 +204,8 @@ export class RoomClient {
   /**
    * Waits for the server's Close frame on the current socket and returns its code. Unlike
    * `closed()`, this does not wait for the TCP connection to end (ws's public `close` event
-   * does): after the room closes a socket from its alarm, `wrangler dev` keeps the connection
-   * open until ws gives up 30 s later (see faults-slow-peers.test.ts). Reads ws 8 internals.
+   * does): when the room idle-closes a socket that never sent anything, `wrangler dev` keeps the
+   * connection open until ws gives up 30 s later (see faults-slow-peers.test.ts). Reads ws 8 internals.
    */
   async closeFrame(timeoutMs = DEFAULT_WAIT_MS): Promise<number> {
     const ws = this.ws as unknown as { _closeFrameReceived: boolean; _closeCode: number } | undefined;
