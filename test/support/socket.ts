@@ -8,6 +8,8 @@ export interface TestSocket {
   frames: ServerFrame[];
   /** raw text messages that were not JSON (e.g. "pong") */
   texts: string[];
+  /** how many WebSocket messages arrived as a batch (a JSON array of frames) */
+  batches: () => number;
   closed: Promise<{ code: number; reason: string }>;
   isClosed(): boolean;
   send(frame: unknown): void;
@@ -42,6 +44,7 @@ export async function connect(room: string, opts: ConnectOptions = {}): Promise<
   ws.accept();
   const frames: ServerFrame[] = [];
   const texts: string[] = [];
+  let batches = 0;
   const waiters = new Set<() => void>();
   let closed = false;
   const closedP = new Promise<{ code: number; reason: string }>((resolve) => {
@@ -61,6 +64,7 @@ export async function connect(room: string, opts: ConnectOptions = {}): Promise<
       for (const w of waiters) w();
       return;
     }
+    if (Array.isArray(parsed)) batches++;
     for (const f of Array.isArray(parsed) ? parsed : [parsed]) frames.push(f as ServerFrame);
     for (const w of waiters) w();
   });
@@ -88,6 +92,7 @@ export async function connect(room: string, opts: ConnectOptions = {}): Promise<
     ws,
     frames,
     texts,
+    batches: () => batches,
     closed: closedP,
     isClosed: () => closed,
     send: (frame) => ws.send(typeof frame === "string" ? frame : JSON.stringify(frame)),
