@@ -159,11 +159,16 @@ export class Room extends DurableObject<Env> {
     if (!session) return; // closing, or closed by the room: nothing it sends counts
     const now = Date.now();
     session.touch(now);
-    if (!session.bucket.take(now)) {
-      this.#count("rateLimited");
-      return this.#reject(session, "rate_limited", "too many frames; slow down", undefined, now);
-    }
+    const limited = !session.bucket.take(now);
+    // A refused frame is still read, so its error carries its id and the client can fail that
+    // publish at once instead of waiting out a timeout. What a flood costs stays bounded: past
+    // 100 rejections in 10 s the connection is closed.
     const parsed = this.#parse(message);
+    if (limited) {
+      this.#count("rateLimited");
+      const id = "frame" in parsed ? parsed.frame.id : parsed.id;
+      return this.#reject(session, "rate_limited", "too many frames; slow down", id, now);
+    }
     if ("code" in parsed) return this.#reject(session, parsed.code, parsed.message, parsed.id, now);
 
     const frame = parsed.frame;

@@ -44,6 +44,8 @@ describe("token bucket per connection", () => {
     const { accepted, limited } = await burst(s, "b", BURST + 1);
     expect(accepted).toEqual(Array.from({ length: BURST }, (_, i) => `b${i}`));
     expect(limited).toBe(1);
+    // the refusal names the frame it refused, so a client can fail that publish at once
+    expect(s.frames.find((f) => f.type === "error")).toMatchObject({ code: "rate_limited", id: `b${BURST}` });
     const seen = await observer.collect("message", BURST + 1);
     expect(seen.map((m) => m.seq)).toEqual(Array.from({ length: BURST + 1 }, (_, i) => i + 1));
     await sleep(50);
