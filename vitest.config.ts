@@ -65,7 +65,10 @@ export default defineConfig(async () => {
           () => new Response(jwks.publicSet, { headers: { "content-type": "application/json" } }),
         ),
         node("node", ["test/node/**/*.test.ts"]),
+        // After every other project (groupOrder), one file at a time: these start their own
+        // wrangler dev and measure latency, so they must not share 2 cores with the pool.
         node("e2e", ["test/e2e/**/*.test.ts", "test/browser/**/*.test.ts"], {
+          sequence: { groupOrder: 1 },
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,
