@@ -49,6 +49,14 @@ export class Outbox {
     else this.#queues.set(ws, [text]);
   }
 
+  /** Sends `frames` to one socket, in order and together, behind whatever is queued for it. */
+  sendAll(ws: WebSocket, frames: string[]): void {
+    if (this.#mode !== "queueing") return sendBatched(ws, frames);
+    const queue = this.#queues.get(ws);
+    if (queue) queue.push(...frames);
+    else this.#queues.set(ws, [...frames]);
+  }
+
   /** Sends everything queued for `ws` now, e.g. before the room closes it. */
   flush(ws: WebSocket): void {
     const queue = this.#queues.get(ws);

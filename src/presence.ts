@@ -10,17 +10,25 @@ interface Member {
   name: string;
   state: State;
   sessions: Set<Session>;
+  /** its entry as JSON, kept until it changes: every welcome carries the whole list */
+  json?: string;
 }
 
 export class Presence {
   readonly #members = new Map<string, Member>();
+  /** listJson()'s answer until a member changes */
+  #listJson: string | undefined;
 
   constructor(private readonly sql: SqlStorage) {
     sql.exec(`CREATE TABLE IF NOT EXISTS presence (uid TEXT PRIMARY KEY, state TEXT NOT NULL)`);
   }
 
-  /** Adds a connection; true when it is the user's first (a `join` to announce). */
-  add(session: Session, stateOf = (uid: string) => this.#loadState(uid)): boolean {
+  /**
+   * Adds a connection; true when it is the user's first (a `join` to announce). A user who
+   * was not a member has no stored state: rows are deleted with a user's last connection, and
+   * rebuild() deletes those whose sockets died with a restart.
+   */
+  add(session: Session, stateOf = (_uid: string): State => ({})): boolean {
     const { id, name } = session.user;
     let member = this.#members.get(id);
     const first = !member;
@@ -30,6 +38,7 @@ export class Presence {
     }
     member.name = name;
     member.sessions.add(session);
+    this.#changed(member);
     return first;
   }
 
@@ -37,6 +46,7 @@ export class Presence {
   remove(session: Session): boolean {
     const member = this.#members.get(session.user.id);
     if (!member || !member.sessions.delete(session)) return false;
+    this.#changed(member);
     if (member.sessions.size > 0) return false;
     this.#members.delete(session.user.id);
     this.sql.exec(`DELETE FROM presence WHERE uid = ?`, session.user.id);
@@ -55,6 +65,7 @@ export class Presence {
     const member = this.#members.get(uid);
     if (!member) return;
     member.state = state;
+    this.#changed(member);
     this.sql.exec(
       `INSERT INTO presence (uid, state) VALUES (?, ?) ON CONFLICT(uid) DO UPDATE SET state = excluded.state`,
       uid,
@@ -72,12 +83,29 @@ export class Presence {
   }
 
   list(): PresenceEntry[] {
-    return [...this.#members].map(([id, m]) => ({
-      id,
-      name: m.name,
-      state: m.state,
-      connections: m.sessions.size,
-    }));
+    return [...this.#members].map(([id, m]) => this.#entry(id, m));
+  }
+
+  /**
+   * list() as JSON text. A join storm sends a welcome per join with the whole list in it, so
+   * each entry is serialized once per change, not once per welcome.
+   */
+  listJson(): string {
+    if (this.#listJson === undefined) {
+      const entries: string[] = [];
+      for (const [id, m] of this.#members) entries.push((m.json ??= JSON.stringify(this.#entry(id, m))));
+      this.#listJson = `[${entries.join(",")}]`;
+    }
+    return this.#listJson;
+  }
+
+  #entry(id: string, m: Member): PresenceEntry {
+    return { id, name: m.name, state: m.state, connections: m.sessions.size };
+  }
+
+  #changed(member: Member): void {
+    member.json = undefined;
+    this.#listJson = undefined;
   }
 
   /**
@@ -94,10 +122,5 @@ export class Presence {
     for (const uid of stored.keys()) {
       if (!this.#members.has(uid)) this.sql.exec(`DELETE FROM presence WHERE uid = ?`, uid);
     }
-  }
-
-  #loadState(uid: string): State {
-    const row = this.sql.exec<{ state: string }>(`SELECT state FROM presence WHERE uid = ?`, uid).toArray()[0];
-    return row ? (JSON.parse(row.state) as State) : {};
   }
 }

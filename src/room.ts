@@ -2,6 +2,7 @@
 // message log, presence and counters, and reads top to bottom: join, frames, leave, sweep,
 // then the HTTP-side calls the Worker makes over RPC.
 import { DurableObject } from "cloudflare:workers";
+import { Announcements } from "./announcements";
 import { loadConfig, type Config } from "./config";
 import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
 import type { Env } from "./env";
@@ -24,6 +25,7 @@ import {
   type RoomStats,
   type ServerFrame,
   type UserRef,
+  type WelcomeFrame,
 } from "./protocol";
 import { capsToBits, Session, type Attachment, type Limits } from "./session";
 
@@ -50,6 +52,8 @@ export class Room extends DurableObject<Env> {
   readonly #sessions = new Map<WebSocket, Session>();
   /** When the alarm is set for, as far as this instance knows (null: none). */
   #alarmAt: number | null = null;
+  /** When the idle sweep is next due; -Infinity while unknown (a new instance), so the next alarm sweeps. */
+  #sweepAt = -Infinity;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -131,16 +135,18 @@ export class Room extends DurableObject<Env> {
 
     const recovered =
       join.since === undefined ? undefined : join.epoch === this.#epoch && this.#history.covers(join.since);
-    this.#send(session, {
+    const welcome: Omit<WelcomeFrame, "presence"> = {
       type: "welcome",
       room: join.room,
       connectionId: attachment.c,
       user: session.user,
       epoch: this.#epoch,
       seq: this.#history.seq,
-      presence: this.#presence.list(),
       ...(recovered === undefined ? {} : { recovered }),
-    });
+    };
+    // The presence list is spliced in as text: it is serialized once per change (presence.ts).
+    const text = JSON.stringify(welcome);
+    this.#sendText(session, `${text.slice(0, -1)},"presence":${this.#presence.listJson()}}`);
     // Missed messages go out before the handler returns, so nothing new can overtake them.
     if (recovered) {
       const missed = this.#history.after(join.since!);
@@ -148,7 +154,7 @@ export class Room extends DurableObject<Env> {
       this.#count("delivered", missed.length);
     }
     if (first) this.#announce("join", session.user.id, session);
-    this.#scheduleAlarm(now + this.#config.IDLE_TIMEOUT_SEC * 1000);
+    this.#sweepBy(now + this.#config.IDLE_TIMEOUT_SEC * 1000);
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -314,14 +320,22 @@ export class Room extends DurableObject<Env> {
   // ---- alarm: idle sweep and counter flush ---------------------------------------------
 
   /**
-   * One alarm serves both jobs, because timers would keep the room awake. It is scheduled
-   * only while sockets exist (or counts are unwritten), for when the quietest socket could
-   * next exceed the idle timeout; pings answered by the auto-response count as activity.
+   * One alarm serves every job, because timers would keep the room awake: held presence
+   * announcements, unwritten counts, and the idle sweep. The sweep runs only when due, for when
+   * the quietest socket could next exceed the idle timeout (pings answered by the
+   * auto-response count as activity), and is rescheduled only while sockets exist.
    */
   override alarm(): void {
     this.#alarmAt = null;
-    this.#counters.flush();
     const now = Date.now();
+    this.#announcements.flush(this.#sessions.values(), now);
+    this.#counters.flush();
+    if (now >= this.#sweepAt) this.#sweepAt = this.#sweep(now);
+    if (this.#sessions.size > 0) this.#scheduleAlarm(this.#sweepAt);
+  }
+
+  /** Closes idle sockets; returns when the next one could become idle (Infinity: none left). */
+  #sweep(now: number): number {
     const idleMs = this.#config.IDLE_TIMEOUT_SEC * 1000;
     let next = Infinity;
     for (const session of [...this.#sessions.values()]) {
@@ -329,11 +343,16 @@ export class Room extends DurableObject<Env> {
       if (now - last > idleMs) this.#close(session, CloseCode.idle, "idle timeout");
       else next = Math.min(next, last + idleMs + 1);
     }
-    if (next !== Infinity) this.#scheduleAlarm(next);
+    return next;
+  }
+
+  #sweepBy(at: number): void {
+    if (this.#sweepAt > at) this.#sweepAt = at;
+    this.#scheduleAlarm(at);
   }
 
   #scheduleAlarm(at: number): void {
-    if (this.#alarmAt !== null && this.#alarmAt <= at) return;
+    if (at === Infinity || (this.#alarmAt !== null && this.#alarmAt <= at)) return;
     this.#alarmAt = at;
     void this.ctx.storage.setAlarm(at);
   }
@@ -379,14 +398,29 @@ export class Room extends DurableObject<Env> {
   // frames into arrays while the room is busy (see outbox.ts).
 
   readonly #outbox = new Outbox();
+  readonly #announcements = new Announcements(this.#outbox);
 
-  #announce(event: "join" | "update", uid: string, except?: Session): void {
+  /** `joiner`: the session whose arrival a join announces; it learns the set from its welcome. */
+  #announce(event: "join" | "update", uid: string, joiner?: Session): void {
     const user = this.#presence.user(uid);
-    if (user) this.#broadcast(JSON.stringify({ type: "presence", event, user }), except);
+    if (user) this.#announceText(JSON.stringify({ type: "presence", event, user }), joiner);
   }
 
   #announceLeave(user: UserRef): void {
-    this.#broadcast(JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } }));
+    this.#announceText(JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } }));
+  }
+
+  /** Sent now, or held while presence churns (see announcements.ts) and sent by the alarm. */
+  #announceText(text: string, joiner?: Session): void {
+    if (this.#announcements.hold(text, this.#sessions.size, Date.now(), joiner)) {
+      this.#scheduleAlarm(this.#announcements.due!);
+    } else {
+      this.#broadcast(text, joiner);
+    }
+  }
+
+  #flushHeld(): void {
+    this.#announcements.flush(this.#sessions.values(), Date.now());
   }
 
   #send(session: Session, frame: ServerFrame): void {
@@ -394,11 +428,13 @@ export class Room extends DurableObject<Env> {
   }
 
   #sendText(session: Session, text: string): void {
+    if (this.#announcements.owes(session)) this.#flushHeld();
     this.#outbox.send(session.ws, text);
   }
 
   /** Serialized once, sent to every live session with no await in the loop. Returns recipients. */
   #broadcast(text: string, except?: Session): number {
+    this.#flushHeld();
     this.#outbox.broadcasting(this.#sessions.size);
     let n = 0;
     for (const session of this.#sessions.values()) {

@@ -40,6 +40,14 @@ export interface Limits {
 }
 
 export class Session {
+  static #created = 0;
+  /** The number the next session will get. */
+  static get nextOrder(): number {
+    return Session.#created;
+  }
+
+  /** Creation order: the room's index iterates sessions in it (see announcements.ts). */
+  readonly order = Session.#created++;
   readonly user: UserRef;
   readonly bucket: TokenBucket;
   readonly rejects = new SlidingCounter(REJECT_LIMIT, REJECT_WINDOW_MS);

@@ -1,0 +1,120 @@
+// Presence while users churn (announcements.ts): in a wide room, announcements that follow each
+// other closely are held and sent together, yet every client's view of who is here stays exact:
+// each event once, in order, none it already knew from its welcome, none after it left, and
+// every event before any later message.
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { Announcements, holdMs } from "../../src/announcements";
+import { MIN_BATCH_FANOUT, Outbox } from "../../src/outbox";
+import type { ServerFrame } from "../../src/protocol";
+import { connect, type TestSocket } from "../support/socket";
+import { tokenFor } from "../support/tokens";
+
+const stubFor = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
+
+/** Who a client believes is here: its welcome's list, then each presence event in order. */
+function view(frames: ServerFrame[], upTo = frames.length): { here: Set<string>; faults: string[] } {
+  const here = new Set<string>();
+  const faults: string[] = [];
+  for (const f of frames.slice(0, upTo)) {
+    if (f.type === "welcome") for (const p of f.presence) here.add(p.id);
+    if (f.type !== "presence") continue;
+    if (f.event === "join" && here.has(f.user.id)) faults.push(`join for ${f.user.id}, already here`);
+    if (f.event === "leave" && !here.has(f.user.id)) faults.push(`leave for ${f.user.id}, not here`);
+    if (f.event === "join") here.add(f.user.id);
+    if (f.event === "leave") here.delete(f.user.id);
+  }
+  return { here, faults };
+}
+
+async function join(room: string, user: string): Promise<TestSocket> {
+  const s = await connect(room, { token: await tokenFor(user, room) });
+  await s.next("welcome");
+  return s;
+}
+
+describe("presence under churn", () => {
+  it("coalesces a wide room's joins and leaves, and every client's view stays exact and in order", async () => {
+    const room = "churn";
+    const socks = new Map<string, TestSocket>();
+    // One at a time, so the only coalescing is the held announcements' (not the outbox's bursts).
+    for (let i = 0; i < MIN_BATCH_FANOUT + 16; i++) socks.set(`u${i}`, await join(room, `u${i}`));
+    for (let i = 0; i < 6; i++) {
+      const s = socks.get(`u${i}`)!;
+      socks.delete(`u${i}`);
+      s.close();
+      await s.closed; // the room has dropped it: the close is reciprocated from webSocketClose
+    }
+    const [speaker] = [...socks.values()];
+    speaker!.send({ type: "publish", data: "after the churn" });
+
+    const everyone = new Set(socks.keys());
+    for (const [user, s] of socks) {
+      await s.next("message", (m) => m.data === "after the churn");
+      const at = s.frames.findIndex((f) => f.type === "message");
+      const { here, faults } = view(s.frames, at);
+      expect(faults, user).toEqual([]);
+      expect(here, `${user}'s view when the message arrived`).toEqual(everyone);
+      expect(s.frames.some((f) => f.type === "presence" && f.user.id === user && f.event === "join")).toBe(false);
+    }
+    // The first crowd member saw every later join and leave; they came in fewer WebSocket messages.
+    const first = socks.get("u6")!;
+    expect(first.frames.filter((f) => f.type === "presence").length).toBeGreaterThan(20);
+    expect(first.batches()).toBeGreaterThan(0);
+  });
+
+  it("sends a quiet wide room's announcement at once, on its own", async () => {
+    const room = "churn-quiet";
+    const crowd: TestSocket[] = [];
+    for (let i = 0; i < MIN_BATCH_FANOUT; i++) crowd.push(await join(room, `q${i}`));
+    const watcher = crowd[0]!;
+    // Let the crowd's own arrivals go out, then stay quiet for longer than a hold window.
+    await watcher.next("presence", (p) => p.user.id === `q${MIN_BATCH_FANOUT - 1}`, 2000);
+    await new Promise((r) => setTimeout(r, holdMs(MIN_BATCH_FANOUT + 1) * 2));
+    const batches = watcher.batches();
+    await join(room, "late");
+    // Nothing is held: the room's alarm is not due within a hold window (a held announcement
+    // would have set it there), and the join arrived on its own.
+    const alarm = await runInDurableObject(stubFor(room), (_r, state) => state.storage.getAlarm());
+    expect(alarm! - Date.now()).toBeGreaterThan(holdMs(MIN_BATCH_FANOUT + 1));
+    await watcher.next("presence", (p) => p.user.id === "late");
+    expect(watcher.batches()).toBe(batches);
+  });
+});
+
+describe("Announcements: when to hold", () => {
+  const outbox = new Outbox();
+  const wide = MIN_BATCH_FANOUT;
+
+  it("sends the first after a quiet spell, holds those within the window, and is due at its end", () => {
+    const a = new Announcements(outbox);
+    expect(a.hold("j1", wide, 1000)).toBe(false);
+    expect(a.due).toBeNull();
+    expect(a.hold("j2", wide, 1001)).toBe(true);
+    expect(a.hold("j3", wide, 1002)).toBe(true);
+    expect(a.due).toBe(1000 + holdMs(wide));
+    a.flush([], 1000 + holdMs(wide));
+    expect(a.due).toBeNull();
+    expect(a.hold("j4", wide, 1001 + holdMs(wide))).toBe(true); // right after a flush: still churning
+    a.flush([], 1001 + 2 * holdMs(wide));
+    expect(a.hold("j5", wide, 1001 + 3 * holdMs(wide))).toBe(false); // a full window of quiet
+  });
+
+  it("never holds in a small room or with batching off", () => {
+    const a = new Announcements(outbox);
+    expect(a.hold("j1", wide - 1, 0)).toBe(false);
+    expect(a.hold("j2", wide - 1, 1)).toBe(false);
+    const off = new Outbox();
+    off.batching = false;
+    const b = new Announcements(off);
+    expect(b.hold("j1", wide, 0)).toBe(false);
+    expect(b.hold("j2", wide, 1)).toBe(false);
+  });
+
+  it("widens the window with the room, within 25–250 ms", () => {
+    expect(holdMs(MIN_BATCH_FANOUT)).toBe(25);
+    expect(holdMs(100)).toBe(100);
+    expect(holdMs(5000)).toBe(250);
+  });
+});
