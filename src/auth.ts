@@ -36,7 +36,8 @@ export interface Identity {
 
 // createRemoteJWKSet caches keys and rate-limits refetches; one instance per URL per isolate.
 const remoteSets = new Map<string, JWTVerifyGetKey>();
-const secrets = new Map<string, Uint8Array>();
+// Imported once per secret per isolate: jose would otherwise import a raw secret on every verify.
+const secrets = new Map<string, Promise<CryptoKey>>();
 
 export function tokenFrom(request: Request, url: URL): string | undefined {
   const header = request.headers.get("authorization");
@@ -70,7 +71,7 @@ export async function verifyToken(
   let payload: unknown;
   try {
     if (config.AUTH_SECRET) {
-      ({ payload } = await jwtVerify(token, secretKey(config.AUTH_SECRET), {
+      ({ payload } = await jwtVerify(token, await secretKey(config.AUTH_SECRET), {
         ...options,
         algorithms: HMAC_ALGS,
       }));
@@ -114,9 +115,13 @@ export function isFailure(x: unknown): x is Failure {
   return typeof x === "object" && x !== null && "code" in x && "message" in x;
 }
 
-function secretKey(secret: string): Uint8Array {
+function secretKey(secret: string): Promise<CryptoKey> {
   let key = secrets.get(secret);
-  if (!key) secrets.set(secret, (key = new TextEncoder().encode(secret)));
+  if (!key) {
+    const raw = new TextEncoder().encode(secret);
+    key = crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+    secrets.set(secret, key);
+  }
   return key;
 }
 
