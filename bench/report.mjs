@@ -67,7 +67,7 @@ export function formatTable(report) {
 
   const head = ["metric", "floor", "room", "room/floor", "target", "room unbatched (÷ floor)"];
   const lines = [
-    `Bench ${report.smoke ? "(smoke) " : ""}${report.date.slice(0, 16).replace("T", " ")} UTC — ${report.machine.cores} cores (${report.machine.cpu}), Node ${report.machine.node}, ${report.threads} load threads`,
+    `Bench ${report.smoke ? "(smoke) " : ""}${report.date.slice(0, 16).replace("T", " ")} UTC — ${report.machine.cores} cores (${report.machine.cpu}), Node ${report.machine.node}, ${report.threads} load threads${report.rounds > 1 ? `, median of ${report.rounds} interleaved rounds` : ""}`,
     "",
     `| ${head.join(" | ")} |`,
     `|${head.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`,

@@ -27,6 +27,13 @@ const THREADS = Number(option("--threads", 2));
 const OUT = option("--out", join(here, "results", SMOKE ? "smoke.json" : "latest.json"));
 const ONLY = option("--only", "")?.split(",").filter(Boolean) ?? [];
 /**
+ * Each scenario runs this many rounds, its targets interleaved (floor, room, unbatched, floor,
+ * …), and every figure is the median over the rounds: one round of fan-out to 500 was seen to
+ * swing a ratio from 0.86× to 1.17× between two runs minutes apart as the neighbours' load came
+ * and went, and interleaving puts each target through the same swings.
+ */
+const ROUNDS = Number(option("--rounds", SMOKE ? 1 : 3));
+/**
  * Room storage on tmpfs unless --disk: the room commits each publish before it may send it (the
  * output gate), and a shared VM disk's fsync (0.3 ms quiet, many ms when a neighbour's tests
  * write) would make the run measure the neighbours. The commit still happens; only the flush to
@@ -132,6 +139,24 @@ function cpuBetween(a, b) {
   return { gen: round(gen, 2), workerd: round(workerd, 2) };
 }
 
+/** The round being run: part of every room name, so no round reuses another's room. */
+let roundNo = 0;
+
+/** The median of each number across same-shaped results (arrays element by element). */
+function medianOf(results) {
+  const [first] = results;
+  if (typeof first === "number") {
+    const sorted = [...results].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  }
+  if (Array.isArray(first)) return first.map((_, i) => medianOf(results.map((r) => r[i])));
+  if (first && typeof first === "object") {
+    return Object.fromEntries(Object.keys(first).map((k) => [k, medianOf(results.map((r) => r[k]))]));
+  }
+  return first;
+}
+
 const round = (x, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
 const errors = [];
 
@@ -159,7 +184,7 @@ async function connectRooms(target, name, rooms, perRoom, concurrency) {
   const groupDefs = workers.map(() => []);
   const holders = new Map(); // room key -> { threads: Set, publisher: thread }
   for (let r = 0; r < rooms; r++) {
-    const room = `bench-${name}-${runId}-${r}`;
+    const room = `bench-${name}-${runId}-${roundNo}-${r}`;
     const key = room;
     holders.set(key, { threads: new Set(), publisher: spread ? 0 : r % workers.length });
     for (let c = 0; c < perRoom; c++) {
@@ -361,14 +386,29 @@ async function main() {
   pids = workerdPids(server.pid());
   log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")}`);
   const results = {};
+  const everyRound = {};
   const want = (s) => ONLY.length === 0 || ONLY.includes(s);
   const targets = [TARGETS.floor, TARGETS.room, TARGETS.unbatched];
   try {
+    // Unmeasured: the first connections to a fresh server pay for compiling the Worker and its
+    // classes, and whichever target went first would carry that cost alone.
+    for (const target of targets) {
+      log(`warm-up: ${target.label}`);
+      await connectRooms(target, "warmup", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
+      await closeRooms();
+    }
     for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms })) {
       if (!want(name)) continue;
-      for (const target of name === "fanout" ? targets : targets.slice(0, 2)) {
-        log(`${name}: ${target.label}`);
-        (results[name] ??= {})[target.label] = await fn(target);
+      const runs = new Map((name === "fanout" ? targets : targets.slice(0, 2)).map((t) => [t, []]));
+      for (roundNo = 1; roundNo <= ROUNDS; roundNo++) {
+        for (const [target, done] of runs) {
+          log(`${name} (round ${roundNo}/${ROUNDS}): ${target.label}`);
+          done.push(await fn(target));
+        }
+      }
+      for (const [target, done] of runs) {
+        (results[name] ??= {})[target.label] = medianOf(done);
+        (everyRound[name] ??= {})[target.label] = done;
       }
     }
     if (want("memory")) {
@@ -391,8 +431,10 @@ async function main() {
     smoke: SMOKE,
     storage: ON_DISK ? "disk" : "tmpfs",
     threads: THREADS,
+    rounds: ROUNDS,
     plan: PLAN,
     results,
+    everyRound,
     errors,
   };
   mkdirSync(dirname(OUT), { recursive: true });
