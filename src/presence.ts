@@ -38,7 +38,14 @@ export class Presence {
     }
     member.name = name;
     member.sessions.add(session);
-    this.#changed(member);
+    if (first && this.#listJson !== undefined) {
+      // A new member is the list's last entry: extend the text rather than rebuild it (V8 keeps
+      // the concatenation as a rope, so a join storm does not copy the list once per join).
+      member.json = JSON.stringify(this.#entry(id, member));
+      this.#listJson = `${this.#listJson.slice(0, -1)}${this.#members.size > 1 ? "," : ""}${member.json}]`;
+    } else {
+      this.#changed(member);
+    }
     return first;
   }
 

@@ -454,7 +454,8 @@ function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   }
 }
 
+/** 16 hex digits (64 random bits). */
 function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const [a, b] = crypto.getRandomValues(new Uint32Array(2));
+  return a!.toString(16).padStart(8, "0") + b!.toString(16).padStart(8, "0");
 }
