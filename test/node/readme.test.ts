@@ -1,7 +1,9 @@
-// The README's configuration table is read by people deploying; it must not drift from the code.
+// The README's figures are read by people deploying; they must not drift from the code.
 import { readFileSync } from "node:fs";
 import { expect, it } from "vitest";
+import { holdMs } from "../../src/announcements";
 import { ConfigSchema } from "../../src/config";
+import { MIN_BATCH_FANOUT } from "../../src/outbox";
 
 it("documents every config field with the default the code uses", () => {
   const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
@@ -13,4 +15,12 @@ it("documents every config field with the default the code uses", () => {
   expect(Object.fromEntries(rows)).toEqual(
     Object.fromEntries(Object.keys(ConfigSchema.shape).map((k) => [k, shown(defaults[k])])),
   );
+});
+
+it("states the presence hold window the code uses", () => {
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const para = /\*\*Presence while users churn\.\*\*([\s\S]*?)\n\n/.exec(readme)?.[1] ?? "";
+  expect(para).toContain(`a room of ${MIN_BATCH_FANOUT} or more sockets`);
+  expect(holdMs(100)).toBe(100); // "the room size in ms"
+  expect(para.replace(/\s+/g, " ")).toContain(`the room size in ms, ${holdMs(0)}–${holdMs(Infinity)} ms`);
 });
