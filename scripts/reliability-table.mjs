@@ -13,7 +13,7 @@ const ORDER = ["flood", "storm", "restart", "hibernation", "slow-peers"];
 const HIGHLIGHTS = {
   flood: (x) =>
     `echo p99 ${x.quietEchoP99Ms} → ${x.floodEchoP99Ms} ms (×${x.echoP99Ratio}, bound ×2); ${x.floodFrames} flood frames over ${x.floodConnections} connections, ${x.closed1008} closed 1008`,
-  storm: (x) => `${x.messages} messages, ${x.deliveries} deliveries, ${x.replayed} replayed on resume; not recovered: ${x.notRecovered}`,
+  storm: (x) => `${x.messages} messages, ${x.deliveries} deliveries, ${x.replayed} replayed on resume; not recovered: ${x.notRecovered}; presence events contradicting a client's view: ${x.presenceFaults}`,
   restart: (x) =>
     `${x.restarts} restart(s); recovered ${x.recovered}/${x.resumedCovered} resumes inside history, ${x.staleDetected} stale views reported; seq repeated: ${x.seqRepeated}; ghosts: ${x.ghosts}`,
   hibernation: (x) =>

@@ -1,7 +1,7 @@
 // Reconnect storm (issue #6): every client drops at once and reconnects with resume while a
 // publisher keeps publishing; each must end with every message exactly once, in order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectAll, eventually, sleep, streamProblems } from "./support/client";
+import { connectAll, eventually, presenceView, sleep, streamProblems } from "./support/client";
 import { FULL, figuresFor, measured } from "./support/figures";
 import { allCaps, clients, crashes, devServer, HttpPublisher, roomPresence, roomStats, type DevServer } from "./support/server";
 
@@ -20,7 +20,7 @@ afterAll(async () => {
 });
 
 describe("reconnect storm", () => {
-  it(`${CLIENTS} clients drop at once ${ROUNDS}× and resume: every message exactly once, in order`, async () => {
+  it(`${CLIENTS} clients drop at once ${ROUNDS}× and resume: every message exactly once, in order; every presence view exact`, async () => {
     const room = "storm";
     const figures = figuresFor("reconnect storm: all clients drop at once and resume while a publisher publishes", CLIENTS);
     const users = Array.from({ length: CLIENTS }, (_, i) => `u${i}`);
@@ -62,6 +62,11 @@ describe("reconnect storm", () => {
           return s.connections === CLIENTS ? s : undefined;
         }, `${CLIENTS} connections in the stats`).catch(async () => roomStats(server, room));
         const presence = await roomPresence(server, room);
+        // Every client's own view, from its welcome and the (possibly held) announcements after it.
+        const everyone = [...users].sort();
+        const viewsRight = () => all.every((c) => [...presenceView(c).here].sort().join() === everyone.join());
+        await eventually(async () => (viewsRight() ? true : undefined), "every client's presence view to list everyone", 5_000).catch(() => {});
+        const presenceFaults = all.reduce((n, c) => n + presenceView(c).faults, 0);
         figures.crashes = crashes(server, all);
         figures.extra = {
           messages: last,
@@ -70,6 +75,7 @@ describe("reconnect storm", () => {
           replayed: all.reduce((n, c) => n + c.replayed, 0),
           slowestStormMs: Math.round(stormMs),
           publishRetries: publisher.failures,
+          presenceFaults,
         };
 
         expect(notRecovered, "every resume is recovered").toBe(0);
@@ -80,6 +86,8 @@ describe("reconnect storm", () => {
         expect(stats.connections).toBe(CLIENTS);
         expect(Object.keys(presence).sort()).toEqual([...users].sort());
         expect(Object.values(presence).every((p) => p.connections === 1)).toBe(true);
+        expect(presenceFaults, "presence events contradicting a client's view").toBe(0);
+        expect(viewsRight(), "every client sees everyone").toBe(true);
         expect(figures.crashes).toBe(0);
       } finally {
         await publisher.stop();
