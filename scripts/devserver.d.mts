@@ -15,6 +15,7 @@ export interface DevServer {
   stop(): Promise<void>;
   restart(): Promise<void>;
   pid(): number | undefined;
+  inspectorPort(): number;
 }
 export function freePort(): Promise<number>;
 export function mintToken(secret: string, claims: TokenClaims): Promise<string>;

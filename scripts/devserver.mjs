@@ -45,9 +45,10 @@ export async function startDevServer(opts = {}) {
   const url = `http://127.0.0.1:${port}`;
   let child;
   let output = "";
+  let inspector;
 
   async function start() {
-    const inspector = await freePort();
+    inspector = await freePort();
     const args = [
       "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector),
       "--persist-to", persistTo, "--log-level", "warn",
@@ -117,5 +118,7 @@ export async function startDevServer(opts = {}) {
       await start();
     },
     pid: () => child?.pid,
+    /** workerd's inspector (Chrome DevTools protocol), for CPU profiles of the Worker's isolate */
+    inspectorPort: () => inspector,
   };
 }
