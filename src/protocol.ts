@@ -81,6 +81,35 @@ export const ClientFrame = z.discriminatedUnion("type", [
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
+/** A client's text, read: the frame, or the error to answer it with. */
+export type ParsedFrame = { frame: ClientFrame } | { code: ErrorCode; message: string; id?: string };
+
+/** Cheap checks first (binary, size, JSON); zod only on what is left. */
+export function parseClientFrame(message: string | ArrayBuffer, maxBytes: number): ParsedFrame {
+  if (typeof message !== "string") return { code: "bad_request", message: "binary frames are not accepted" };
+  // A UTF-16 code unit is at most 3 UTF-8 bytes, so short frames skip the byte count.
+  if (message.length > maxBytes || (message.length * 3 > maxBytes && utf8Length(message) > maxBytes)) {
+    return { code: "too_large", message: `frame exceeds ${maxBytes} bytes` };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(message);
+  } catch {
+    return { code: "bad_request", message: "frame is not JSON" };
+  }
+  const result = ClientFrame.safeParse(raw);
+  if (result.success) return { frame: result.data };
+  const issue = result.error.issues[0];
+  const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+  // The id of a frame that parsed as JSON but failed the schema, so the client can match the error.
+  const id = (raw as { id?: unknown } | null)?.id;
+  return {
+    code: "bad_request",
+    message: `${issue?.message ?? "invalid frame"}${where}`,
+    ...(typeof id === "string" && id.length > 0 && id.length <= MAX_ID_LENGTH ? { id } : {}),
+  };
+}
+
 /** The exact text answered by the runtime's auto-response without waking the room. */
 export const PING = "ping";
 export const PONG = "pong";

@@ -2,21 +2,19 @@
 // message log, presence and counters, and reads top to bottom: join, frames, leave, sweep,
 // then the HTTP-side calls the Worker makes over RPC.
 import { DurableObject } from "cloudflare:workers";
-import { Announcements } from "./announcements";
 import { loadConfig, type Config } from "./config";
 import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
+import { Delivery } from "./delivery";
 import type { Env } from "./env";
 import { History } from "./history";
 import { IdempotencyKeys } from "./idempotency";
-import { Outbox, UNBATCHED_ROOM_PREFIX } from "./outbox";
+import { UNBATCHED_ROOM_PREFIX } from "./outbox";
 import { Presence } from "./presence";
 import {
-  ClientFrame,
   CloseCode,
-  MAX_ID_LENGTH,
+  parseClientFrame,
   PING,
   PONG,
-  utf8Length,
   type Capability,
   type ErrorCode,
   type HistoryPage,
@@ -116,7 +114,7 @@ export class Room extends DurableObject<Env> {
       return new Response("room endpoint is internal", { status: 400 });
     }
     const join = JSON.parse(header) as Join;
-    if (this.#config.BENCH_FLOOR && join.room.startsWith(UNBATCHED_ROOM_PREFIX)) this.#outbox.batching = false;
+    if (this.#config.BENCH_FLOOR && join.room.startsWith(UNBATCHED_ROOM_PREFIX)) this.#delivery.outbox.batching = false;
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
     const attachment: Attachment = {
@@ -146,11 +144,11 @@ export class Room extends DurableObject<Env> {
     };
     // The presence list is spliced in as text: it is serialized once per change (presence.ts).
     const text = JSON.stringify(welcome);
-    this.#sendText(session, `${text.slice(0, -1)},"presence":${this.#presence.listJson()}}`);
+    this.#delivery.send(session, `${text.slice(0, -1)},"presence":${this.#presence.listJson()}}`);
     // Missed messages go out before the handler returns, so nothing new can overtake them.
     if (recovered) {
       const missed = this.#history.after(join.since!);
-      for (const frame of missed) this.#sendText(session, frame);
+      for (const frame of missed) this.#delivery.send(session, frame);
       this.#count("delivered", missed.length);
     }
     if (first) this.#announce("join", session.user.id, session);
@@ -169,7 +167,7 @@ export class Room extends DurableObject<Env> {
     // A refused frame is still read, so its error carries its id and the client can fail that
     // publish at once instead of waiting out a timeout. What a flood costs stays bounded: past
     // 100 rejections in 10 s the connection is closed.
-    const parsed = this.#parse(message);
+    const parsed = parseClientFrame(message, this.#config.MAX_MESSAGE_BYTES);
     if (limited) {
       this.#count("rateLimited");
       const id = "frame" in parsed ? parsed.frame.id : parsed.id;
@@ -196,7 +194,7 @@ export class Room extends DurableObject<Env> {
           data: frame.data,
           ...(frame.id === undefined ? {} : { id: frame.id }),
         });
-        for (const target of targets) this.#sendText(target, text);
+        for (const target of targets) this.#delivery.send(target, text);
         this.#count("delivered", targets.length);
         if (frame.id !== undefined) this.#send(session, { type: "ack", id: frame.id });
         return;
@@ -211,36 +209,10 @@ export class Room extends DurableObject<Env> {
         if (!session.can("history")) return this.#forbidden(session, "history", frame.id, now);
         const { frames, more } = this.#history.pageFrames(frame.before, frame.limit ?? 50);
         const id = frame.id === undefined ? "" : `"id":${JSON.stringify(frame.id)},`;
-        this.#sendText(session, `{"type":"history",${id}"messages":[${frames.join(",")}],"more":${more}}`);
+        this.#delivery.send(session, `{"type":"history",${id}"messages":[${frames.join(",")}],"more":${more}}`);
         return;
       }
     }
-  }
-
-  /** Text → frame, or the error to answer with. Cheap checks first; zod only on what is left. */
-  #parse(message: string | ArrayBuffer): { frame: ClientFrame } | { code: ErrorCode; message: string; id?: string } {
-    if (typeof message !== "string") return { code: "bad_request", message: "binary frames are not accepted" };
-    const max = this.#config.MAX_MESSAGE_BYTES;
-    // A UTF-16 code unit is at most 3 UTF-8 bytes, so short frames skip the byte count.
-    if (message.length > max || (message.length * 3 > max && utf8Length(message) > max)) {
-      return { code: "too_large", message: `frame exceeds ${max} bytes` };
-    }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(message);
-    } catch {
-      return { code: "bad_request", message: "frame is not JSON" };
-    }
-    const result = ClientFrame.safeParse(raw);
-    if (result.success) return { frame: result.data };
-    const issue = result.error.issues[0];
-    const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
-    const id = (raw as { id?: unknown } | null)?.id;
-    return {
-      code: "bad_request",
-      message: `${issue?.message ?? "invalid frame"}${where}`,
-      ...(typeof id === "string" && id.length > 0 && id.length <= MAX_ID_LENGTH ? { id } : {}),
-    };
   }
 
   #forbidden(session: Session, cap: Capability, id: string | undefined, now: number): void {
@@ -269,7 +241,7 @@ export class Room extends DurableObject<Env> {
     });
     this.#history.append(seq, text);
     this.#count("published");
-    this.#count("delivered", this.#broadcast(text));
+    this.#count("delivered", this.#delivery.broadcast(text));
     return seq;
   }
 
@@ -311,7 +283,7 @@ export class Room extends DurableObject<Env> {
     } catch {
       // already closed by the runtime: nothing to mark
     }
-    this.#outbox.flush(session.ws); // its last frames (the error that closed it) go first
+    this.#delivery.flush(session);
     closeQuietly(session.ws, code, reason);
     this.#sessions.delete(session.ws);
     if (this.#presence.remove(session)) this.#announceLeave(session.user);
@@ -328,7 +300,7 @@ export class Room extends DurableObject<Env> {
   override alarm(): void {
     this.#alarmAt = null;
     const now = Date.now();
-    this.#announcements.flush(this.#sessions.values(), now);
+    this.#delivery.flushHeld(now);
     this.#counters.flush();
     if (now >= this.#sweepAt) this.#sweepAt = this.#sweep(now);
     if (this.#sessions.size > 0) this.#scheduleAlarm(this.#sweepAt);
@@ -393,14 +365,10 @@ export class Room extends DurableObject<Env> {
     };
   }
 
-  // ---- delivery ------------------------------------------------------------------------
-  // Every frame goes through the outbox, which keeps each recipient's order and coalesces
-  // frames into arrays while the room is busy (see outbox.ts).
+  // ---- delivery (delivery.ts: order, batching, held presence) ----------------------------
 
-  readonly #outbox = new Outbox();
-  readonly #announcements = new Announcements(this.#outbox);
+  readonly #delivery = new Delivery(this.#sessions);
 
-  /** `joiner`: the session whose arrival a join announces; it learns the set from its welcome. */
   #announce(event: "join" | "update", uid: string, joiner?: Session): void {
     const user = this.#presence.user(uid);
     if (user) this.#announceText(JSON.stringify({ type: "presence", event, user }), joiner);
@@ -410,39 +378,13 @@ export class Room extends DurableObject<Env> {
     this.#announceText(JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } }));
   }
 
-  /** Sent now, or held while presence churns (see announcements.ts) and sent by the alarm. */
   #announceText(text: string, joiner?: Session): void {
-    if (this.#announcements.hold(text, this.#sessions.size, Date.now(), joiner)) {
-      this.#scheduleAlarm(this.#announcements.due!);
-    } else {
-      this.#broadcast(text, joiner);
-    }
-  }
-
-  #flushHeld(): void {
-    this.#announcements.flush(this.#sessions.values(), Date.now());
+    const due = this.#delivery.announce(text, joiner);
+    if (due !== null) this.#scheduleAlarm(due);
   }
 
   #send(session: Session, frame: ServerFrame): void {
-    this.#sendText(session, JSON.stringify(frame));
-  }
-
-  #sendText(session: Session, text: string): void {
-    if (this.#announcements.owes(session)) this.#flushHeld();
-    this.#outbox.send(session.ws, text);
-  }
-
-  /** Serialized once, sent to every live session with no await in the loop. Returns recipients. */
-  #broadcast(text: string, except?: Session): number {
-    this.#flushHeld();
-    this.#outbox.broadcasting(this.#sessions.size);
-    let n = 0;
-    for (const session of this.#sessions.values()) {
-      if (session === except) continue;
-      this.#outbox.send(session.ws, text);
-      n++;
-    }
-    return n;
+    this.#delivery.send(session, JSON.stringify(frame));
   }
 }
 

@@ -1,0 +1,55 @@
+// Who gets which frame, and in what order. Everything the room sends goes through here: the
+// outbox keeps each recipient's order and coalesces frames into arrays while the room is busy
+// (outbox.ts), and presence announcements may be held while the room churns (announcements.ts).
+// Anything else a socket is sent first flushes what is held for it, so every recipient still
+// sees the room's events in the order they happened.
+import { Announcements } from "./announcements";
+import { Outbox } from "./outbox";
+import type { Session } from "./session";
+
+export class Delivery {
+  readonly outbox = new Outbox();
+  readonly #announcements = new Announcements(this.outbox);
+
+  /** `sessions`: the room's live index, iterated in creation order. */
+  constructor(private readonly sessions: Map<WebSocket, Session>) {}
+
+  /** To one session, behind anything queued or held for it. */
+  send(session: Session, text: string): void {
+    if (this.#announcements.owes(session)) this.flushHeld(Date.now());
+    this.outbox.send(session.ws, text);
+  }
+
+  /** Serialized once, sent to every live session with no await in the loop. Returns recipients. */
+  broadcast(text: string, except?: Session): number {
+    this.flushHeld(Date.now());
+    this.outbox.broadcasting(this.sessions.size);
+    let n = 0;
+    for (const session of this.sessions.values()) {
+      if (session === except) continue;
+      this.outbox.send(session.ws, text);
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * A presence announcement (`joiner`: the session a join announces, which learns the set from
+   * its welcome instead). Sent now, or held: then returns when the room's alarm must flush it.
+   */
+  announce(text: string, joiner?: Session): number | null {
+    if (this.#announcements.hold(text, this.sessions.size, Date.now(), joiner)) return this.#announcements.due;
+    this.broadcast(text, joiner);
+    return null;
+  }
+
+  /** Sends the held announcements (the alarm's job, or before anything else goes out). */
+  flushHeld(now: number): void {
+    this.#announcements.flush(this.sessions.values(), now);
+  }
+
+  /** Before the room closes a socket: what is queued for it (the error that closed it) goes first. */
+  flush(session: Session): void {
+    this.outbox.flush(session.ws);
+  }
+}
