@@ -12,7 +12,7 @@ const ORDER = ["flood", "storm", "restart", "hibernation", "slow-peers"];
 /** The measurements worth a column of their own, per suite; the rest stay in the JSON. */
 const HIGHLIGHTS = {
   flood: (x) =>
-    `echo p99 ${x.quietEchoP99Ms} → ${x.floodEchoP99Ms} ms (×${x.echoP99Ratio}, bound ×2); ${x.floodFrames} flood frames over ${x.floodConnections} connections, ${x.closed1008} closed 1008`,
+    `echo p99 ${x.quietEchoP99Ms} → ${x.floodEchoP99Ms} ms (×${x.echoP99Ratio}, bound ×2, ${x.echoSamplesPerPhase} samples a phase in ${x.rounds ?? 1} round(s)); ${x.floodFrames} flood frames over ${x.floodConnections} connections, ${x.closed1008} closed 1008`,
   storm: (x) => `${x.messages} messages, ${x.deliveries} deliveries, ${x.replayed} replayed on resume; not recovered: ${x.notRecovered}; presence events contradicting a client's view: ${x.presenceFaults}`,
   restart: (x) =>
     `${x.restarts} restart(s); recovered ${x.recovered}/${x.resumedCovered} resumes inside history, ${x.staleDetected} stale views reported; seq repeated: ${x.seqRepeated}; ghosts: ${x.ghosts}`,
