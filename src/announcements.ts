@@ -11,20 +11,20 @@
 // iterated in that order), so each held frame keeps the number of the first session that must
 // not get it, and every recipient gets a suffix of the held list.
 //
-// The room flushes the held frames before it sends a socket anything else, so each recipient
-// still sees events in the order they happened, and schedules its alarm for `due` (a timer
-// would be simpler but keeps the object awake: STYLE rule 5). Held frames live in memory only:
+// delivery.ts flushes the held frames before a socket is sent anything else, so each recipient
+// still sees events in the order they happened, and the room schedules its alarm for `due` (a
+// timer would be simpler but keeps the object awake: STYLE rule 5). Held frames live in memory only:
 // the alarm fires long before the room could hibernate, and an eviction that loses them also
 // disconnects their recipients, who learn the set again from their next welcome.
 import { MIN_BATCH_FANOUT, type Outbox } from "./outbox";
 import { Session } from "./session";
 
 /**
- * How long an announcement may wait for the ones behind it while presence churns, in ms: long
- * enough that churn costs a room at most ~2,000 sends a second (fan-out × flushes; ~4% of its
- * thread at ~20 µs a send), within 25–250 ms. The bench measured a 500-user join storm at
- * 1.56× the floor's handshake time with 25 ms, 1.24× with 100 ms, 1.07× with 250 ms. (For
- * scale: Phoenix.Tracker broadcasts presence diffs every 1,500 ms by default.)
+ * How long an announcement may wait for the ones behind it while presence churns, in ms: one
+ * per socket, so churn costs a room at most ~1,000 sends a second (fan-out × flushes; ~2% of
+ * its thread at ~20 µs a send), within 25–250 ms. The bench measured a 500-user join storm at
+ * 1.56× the floor's handshake time with a fixed 25 ms, 1.24× with 100 ms, 1.07× with 250 ms.
+ * (For scale: Phoenix.Tracker broadcasts presence diffs every 1,500 ms by default.)
  */
 export function holdMs(fanout: number): number {
   return Math.min(250, Math.max(25, fanout));
