@@ -52,9 +52,7 @@ export class Outbox {
   /** Sends `frames` to one socket, in order and together, behind whatever is queued for it. */
   sendAll(ws: WebSocket, frames: string[]): void {
     if (this.#mode !== "queueing") return sendBatched(ws, frames);
-    const queue = this.#queues.get(ws);
-    if (queue) queue.push(...frames);
-    else this.#queues.set(ws, [...frames]);
+    for (const text of frames) this.send(ws, text);
   }
 
   /** Sends everything queued for `ws` now, e.g. before the room closes it. */

@@ -289,7 +289,7 @@ export class Room extends DurableObject<Env> {
     if (this.#presence.remove(session)) this.#announceLeave(session.user);
   }
 
-  // ---- alarm: idle sweep and counter flush ---------------------------------------------
+  // ---- alarm: held presence, counter flush, idle sweep -----------------------------------
 
   /**
    * One alarm serves every job, because timers would keep the room awake: held presence

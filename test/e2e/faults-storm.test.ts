@@ -1,7 +1,8 @@
 // Reconnect storm (issue #6): every client drops at once and reconnects with resume while a
 // publisher keeps publishing; each must end with every message exactly once, in order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectAll, eventually, presenceView, sleep, streamProblems } from "./support/client";
+import { presenceView } from "../support/presence-view";
+import { connectAll, eventually, sleep, streamProblems } from "./support/client";
 import { FULL, figuresFor, measured } from "./support/figures";
 import { allCaps, clients, crashes, devServer, HttpPublisher, roomPresence, roomStats, type DevServer } from "./support/server";
 
@@ -64,9 +65,9 @@ describe("reconnect storm", () => {
         const presence = await roomPresence(server, room);
         // Every client's own view, from its welcome and the (possibly held) announcements after it.
         const everyone = [...users].sort();
-        const viewsRight = () => all.every((c) => [...presenceView(c).here].sort().join() === everyone.join());
+        const viewsRight = () => all.every((c) => [...presenceView(c.frames).here].sort().join() === everyone.join());
         await eventually(async () => (viewsRight() ? true : undefined), "every client's presence view to list everyone", 5_000).catch(() => {});
-        const presenceFaults = all.reduce((n, c) => n + presenceView(c).faults, 0);
+        const presenceFaults = all.reduce((n, c) => n + presenceView(c.frames).faults.length, 0);
         figures.crashes = crashes(server, all);
         figures.extra = {
           messages: last,

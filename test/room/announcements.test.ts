@@ -7,26 +7,11 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { Announcements, holdMs } from "../../src/announcements";
 import { MIN_BATCH_FANOUT, Outbox } from "../../src/outbox";
-import type { ServerFrame } from "../../src/protocol";
+import { presenceView } from "../support/presence-view";
 import { connect, type TestSocket } from "../support/socket";
 import { tokenFor } from "../support/tokens";
 
 const stubFor = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
-
-/** Who a client believes is here: its welcome's list, then each presence event in order. */
-function view(frames: ServerFrame[], upTo = frames.length): { here: Set<string>; faults: string[] } {
-  const here = new Set<string>();
-  const faults: string[] = [];
-  for (const f of frames.slice(0, upTo)) {
-    if (f.type === "welcome") for (const p of f.presence) here.add(p.id);
-    if (f.type !== "presence") continue;
-    if (f.event === "join" && here.has(f.user.id)) faults.push(`join for ${f.user.id}, already here`);
-    if (f.event === "leave" && !here.has(f.user.id)) faults.push(`leave for ${f.user.id}, not here`);
-    if (f.event === "join") here.add(f.user.id);
-    if (f.event === "leave") here.delete(f.user.id);
-  }
-  return { here, faults };
-}
 
 async function join(room: string, user: string): Promise<TestSocket> {
   const s = await connect(room, { token: await tokenFor(user, room) });
@@ -53,7 +38,7 @@ describe("presence under churn", () => {
     for (const [user, s] of socks) {
       await s.next("message", (m) => m.data === "after the churn");
       const at = s.frames.findIndex((f) => f.type === "message");
-      const { here, faults } = view(s.frames, at);
+      const { here, faults } = presenceView(s.frames.slice(0, at));
       expect(faults, user).toEqual([]);
       expect(here, `${user}'s view when the message arrived`).toEqual(everyone);
       expect(s.frames.some((f) => f.type === "presence" && f.user.id === user && f.event === "join")).toBe(false);

@@ -307,26 +307,6 @@ export function presenceById(list: PresenceEntry[]): Record<string, PresenceEntr
   return Object.fromEntries(list.map((p) => [p.id, p]));
 }
 
-/**
- * Who a client believes is in the room: its latest welcome's list, then each presence event
- * after it, in order. `faults` counts the events that contradict the view (a join for someone
- * already there, a leave for someone absent): a room that announces exactly never makes one.
- */
-export function presenceView(client: RoomClient): { here: Set<string>; faults: number } {
-  const start = client.frames.findLastIndex((f) => f.type === "welcome");
-  const here = new Set<string>();
-  let faults = 0;
-  for (const f of client.frames.slice(Math.max(0, start))) {
-    if (f.type === "welcome") for (const p of f.presence) here.add(p.id);
-    if (f.type !== "presence") continue;
-    if (f.event === "join" && here.has(f.user.id)) faults++;
-    if (f.event === "leave" && !here.has(f.user.id)) faults++;
-    if (f.event === "join") here.add(f.user.id);
-    if (f.event === "leave") here.delete(f.user.id);
-  }
-  return { here, faults };
-}
-
 /** Re-evaluates `check` until it returns a value or `timeoutMs` passes (for state read over HTTP). */
 export async function eventually<R>(check: () => Promise<R | undefined>, what: string, timeoutMs = 10_000): Promise<R> {
   const deadline = Date.now() + timeoutMs;
