@@ -2,6 +2,9 @@
 // the message frame already serialized, so replay and history pages never re-encode it.
 import type { HistoryPage, MessageFrame } from "./protocol";
 
+/** Rows per read of a resume replay (see `after`). */
+export const REPLAY_PAGE = 32;
+
 export class History {
   /** Last seq assigned; recovered from the log itself, which never trims its newest row. */
   seq: number;
@@ -41,13 +44,25 @@ export class History {
     return since <= this.seq && since + 1 >= this.oldest();
   }
 
-  /** Serialized frames after `since`, oldest first. */
-  after(since: number): string[] {
-    const floor = Math.max(since, this.seq - this.limit);
-    return this.sql
-      .exec<{ frame: string }>(`SELECT frame FROM messages WHERE seq > ? ORDER BY seq`, floor)
-      .toArray()
-      .map((r) => r.frame);
+  /**
+   * Serialized frames after `since`, oldest first, read `pageSize` rows at a time: a resume
+   * over the whole retained log never holds more than one page in memory.
+   */
+  *after(since: number, pageSize = REPLAY_PAGE): Generator<string[]> {
+    let from = Math.max(since, this.seq - this.limit);
+    for (;;) {
+      const rows = this.sql
+        .exec<{ seq: number; frame: string }>(
+          `SELECT seq, frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`,
+          from,
+          pageSize,
+        )
+        .toArray();
+      if (rows.length === 0) return;
+      yield rows.map((r) => r.frame);
+      if (rows.length < pageSize) return;
+      from = Number(rows.at(-1)!.seq);
+    }
   }
 
   /** A page of frames before `before` (exclusive), newest first, as serialized strings. */

@@ -8,6 +8,7 @@ import type { Env } from "./env";
 import { errorResponse, failure, json, type Failure } from "./http";
 import { HistoryQuery, IdempotencyKey, PublishBody, ROOM_NAME, type Capability } from "./protocol";
 import { UpgradeLimiter } from "./ratelimit";
+import { MAX_RESUME_TOKEN_LENGTH } from "./resume-token";
 import { JOIN_HEADER, type Join } from "./room";
 
 export { Room } from "./room";
@@ -116,11 +117,14 @@ async function join(
   identity: Identity,
   caps: Set<Capability>,
 ): Promise<Response | Failure> {
-  const params = nonEmptyParams(url, ["since", "epoch"]);
+  const params = nonEmptyParams(url, ["since", "epoch", "resume"]);
   let since: number | undefined;
   if (params.since !== undefined) {
     since = Number(params.since);
     if (!Number.isSafeInteger(since) || since < 0) return failure("bad_request", "since must be a non-negative integer");
+  }
+  if (params.resume !== undefined && params.resume.length > MAX_RESUME_TOKEN_LENGTH) {
+    return failure("bad_request", `resume must be at most ${MAX_RESUME_TOKEN_LENGTH} characters (the welcome's resume token)`);
   }
   const payload: Join = {
     room,
@@ -128,6 +132,7 @@ async function join(
     caps: [...caps],
     ...(since === undefined ? {} : { since }),
     ...(params.epoch === undefined ? {} : { epoch: params.epoch.slice(0, 64) }),
+    ...(params.resume === undefined ? {} : { resume: params.resume }),
   };
   // A fresh request: nothing the client sent (headers included) reaches the room but this.
   return stub.fetch("https://room.internal/ws", {

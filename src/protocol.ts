@@ -135,6 +135,8 @@ export const WelcomeFrame = z.object({
   epoch: z.string(),
   seq: Seq,
   presence: z.array(PresenceEntry),
+  /** opaque: sent back as `?resume=` on the next connection (see resume-token.ts) */
+  resume: z.string(),
   recovered: z.boolean().optional(),
 });
 export const MessageFrame = z.object({

@@ -10,6 +10,7 @@ import { History } from "./history";
 import { IdempotencyKeys } from "./idempotency";
 import { UNBATCHED_ROOM_PREFIX } from "./outbox";
 import { Presence } from "./presence";
+import { ResumeTokens } from "./resume-token";
 import {
   CloseCode,
   parseClientFrame,
@@ -34,6 +35,8 @@ export interface Join {
   caps: Capability[];
   since?: number;
   epoch?: string;
+  /** the resume token of the client's last welcome (resume-token.ts) */
+  resume?: string;
 }
 export const JOIN_HEADER = "x-edgerooms-join";
 
@@ -46,6 +49,7 @@ export class Room extends DurableObject<Env> {
   readonly #presence: Presence;
   readonly #counters: Counters;
   readonly #idempotency: IdempotencyKeys;
+  readonly #resumeTokens: ResumeTokens;
   /** Live sessions by socket: the in-memory index the hot path reads instead of getWebSockets(). */
   readonly #sessions = new Map<WebSocket, Session>();
   /** When the alarm is set for, as far as this instance knows (null: none). */
@@ -66,7 +70,8 @@ export class Room extends DurableObject<Env> {
     // is idempotent, so a constructor that throws half-way is simply run again on the next event.
     this.#sql = ctx.storage.sql;
     this.#sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
-    this.#epoch = this.#loadEpoch();
+    this.#epoch = this.#meta("epoch");
+    this.#resumeTokens = new ResumeTokens(this.#meta("resume_key"));
     this.#history = new History(this.#sql, this.#config.HISTORY_LIMIT);
     this.#presence = new Presence(this.#sql);
     this.#counters = new Counters(this.#sql);
@@ -97,13 +102,16 @@ export class Room extends DurableObject<Env> {
     this.#presence.rebuild(this.#sessions.values());
   }
 
-  #loadEpoch(): string {
-    const row = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'epoch'`).toArray()[0];
+  /**
+   * A random value made once, when the room's storage is new, and kept for its life: the epoch
+   * (history from another epoch cannot resume) and the resume tokens' key.
+   */
+  #meta(key: "epoch" | "resume_key"): string {
+    const row = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = ?`, key).toArray()[0];
     if (row) return row.value;
-    // A new epoch only when the room's storage is new: history from another epoch cannot resume.
-    const epoch = randomId();
-    this.#sql.exec(`INSERT INTO meta (key, value) VALUES ('epoch', ?)`, epoch);
-    return epoch;
+    const value = key === "epoch" ? randomId() : randomId() + randomId() + randomId() + randomId();
+    this.#sql.exec(`INSERT INTO meta (key, value) VALUES (?, ?)`, key, value);
+    return value;
   }
 
   // ---- join ----------------------------------------------------------------------------
@@ -115,24 +123,35 @@ export class Room extends DurableObject<Env> {
     }
     const join = JSON.parse(header) as Join;
     if (this.#config.BENCH_FLOOR && join.room.startsWith(UNBATCHED_ROOM_PREFIX)) this.#delivery.outbox.batching = false;
+    const caps = capsToBits(join.caps);
+    // Where this user's connections provably started: a valid token from an earlier welcome
+    // carries its start forward, anything else starts at the seq this welcome will carry. The
+    // loop re-signs if a publish landed during the await, so the start is never before the welcome.
+    const scope = { room: join.room, epoch: this.#epoch, user: join.user.id };
+    const proven = await this.#resumeTokens.verify(join.resume, scope);
+    let start: number;
+    let resume: string;
+    do {
+      start = proven ?? this.#history.seq;
+      resume = await this.#resumeTokens.issue(scope, start);
+    } while (proven === undefined && start !== this.#history.seq);
+
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
-    const attachment: Attachment = {
-      v: 1,
-      c: randomId(),
-      u: join.user.id,
-      n: join.user.name,
-      k: capsToBits(join.caps),
-      s: now,
-    };
+    const attachment: Attachment = { v: 1, c: randomId(), u: join.user.id, n: join.user.name, k: caps, s: now };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(attachment);
     const session = new Session(server, attachment, this.#limits);
     this.#sessions.set(server, session);
     const first = this.#presence.add(session);
 
+    // Without `history`, a resume may replay only what this user could have received live:
+    // messages after its start. `since` below the start (or no token at all) recovers nothing.
+    const replayFrom = session.can("history") ? 0 : start;
     const recovered =
-      join.since === undefined ? undefined : join.epoch === this.#epoch && this.#history.covers(join.since);
+      join.since === undefined
+        ? undefined
+        : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
     const welcome: Omit<WelcomeFrame, "presence"> = {
       type: "welcome",
       room: join.room,
@@ -140,6 +159,7 @@ export class Room extends DurableObject<Env> {
       user: session.user,
       epoch: this.#epoch,
       seq: this.#history.seq,
+      resume,
       ...(recovered === undefined ? {} : { recovered }),
     };
     // The presence list is spliced in as text: it is serialized once per change (presence.ts).
@@ -147,9 +167,10 @@ export class Room extends DurableObject<Env> {
     this.#delivery.send(session, `${text.slice(0, -1)},"presence":${this.#presence.listJson()}}`);
     // Missed messages go out before the handler returns, so nothing new can overtake them.
     if (recovered) {
-      const missed = this.#history.after(join.since!);
-      for (const frame of missed) this.#delivery.send(session, frame);
-      this.#count("delivered", missed.length);
+      for (const page of this.#history.after(join.since!)) {
+        for (const frame of page) this.#delivery.send(session, frame);
+        this.#count("delivered", page.length);
+      }
     }
     if (first) this.#announce("join", session.user.id, session);
     this.#sweepBy(now + this.#config.IDLE_TIMEOUT_SEC * 1000);

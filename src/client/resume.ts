@@ -13,6 +13,8 @@ export type WelcomeOutcome =
 
 export class ResumePoint {
   #epoch: string | undefined;
+  /** The room's proof of where this client's connections started (the welcome's `resume`). */
+  #token: string | undefined;
   /** Highest seq delivered to the app. */
   #seq: number | undefined;
   /** The replay after a recovered welcome ends when `#seq` reaches this. */
@@ -29,11 +31,12 @@ export class ResumePoint {
   /** Query parameters for the next connection. */
   params(): Record<string, string> {
     if (this.#epoch === undefined || this.#seq === undefined) return {};
-    return { since: String(this.#seq), epoch: this.#epoch };
+    return { since: String(this.#seq), epoch: this.#epoch, ...(this.#token ? { resume: this.#token } : {}) };
   }
 
-  welcome(w: Pick<WelcomeFrame, "epoch" | "seq" | "recovered">): WelcomeOutcome {
+  welcome(w: Pick<WelcomeFrame, "epoch" | "seq" | "recovered" | "resume">): WelcomeOutcome {
     const resuming = this.#seq !== undefined;
+    this.#token = w.resume;
     if (resuming && w.recovered === true && w.epoch === this.#epoch) {
       this.#replayUntil = w.seq;
       return "recovered";

@@ -26,7 +26,7 @@ class FakeSocket implements WebSocketLike {
   accept(welcome: object = {}) {
     this.readyState = 1;
     this.emit("open");
-    this.receive({ type: "welcome", room: "r", connectionId: "c", user: { id: "me", name: "Me" }, epoch: "e1", seq: 0, presence: [], ...welcome });
+    this.receive({ type: "welcome", room: "r", connectionId: "c", user: { id: "me", name: "Me" }, epoch: "e1", seq: 0, presence: [], resume: "r1.0.x", ...welcome });
   }
   receive(frame: unknown) {
     this.emit("message", { data: typeof frame === "string" ? frame : JSON.stringify(frame) });
@@ -71,7 +71,7 @@ beforeEach(() => void vi.useFakeTimers());
 afterEach(() => void vi.useRealTimers());
 
 describe("RoomClient", () => {
-  it("connects with the token, then resumes with since/epoch after a drop", async () => {
+  it("connects with the token, then resumes with since/epoch/resume after a drop", async () => {
     const { client, sockets, latest, statuses } = setup();
     await vi.advanceTimersByTimeAsync(0);
     expect(latest().url).toBe("wss://rooms.test/rooms/r/ws?token=t");
@@ -82,7 +82,7 @@ describe("RoomClient", () => {
     expect(statuses.at(-1)?.retryAt).toBeTypeOf("number");
     await vi.advanceTimersByTimeAsync(250); // 0.5 × the 500 ms window
     expect(sockets).toHaveLength(2);
-    expect(latest().url).toBe("wss://rooms.test/rooms/r/ws?token=t&since=5&epoch=e1");
+    expect(latest().url).toBe("wss://rooms.test/rooms/r/ws?token=t&since=5&epoch=e1&resume=r1.0.x");
     client.close();
   });
 

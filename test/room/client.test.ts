@@ -94,6 +94,23 @@ describe("SDK against the room", () => {
     expect(reconnectedAt - cutAt).toBeLessThan(2000);
   });
 
+  it("resumes a subscribe-only reader gap-free: it sends back the room's resume token", async () => {
+    const room = "sdk-resume-reader";
+    const carol = client(room, () => tokenFor("carol", room, ["subscribe"]));
+    const bob = client(room, await tokenFor("bob", room));
+    await until(() => carol.c.status === "open" && bob.c.status === "open", "both open");
+    const resyncs: number[] = [];
+    carol.c.on("resync", (w) => resyncs.push(w.seq));
+    await bob.c.publish("live");
+    await until(() => carol.messages.length === 1, "carol has 1");
+    carol.sockets[0]!.close(1000, "cut");
+    await until(() => carol.c.status === "reconnecting", "carol reconnecting");
+    const meanwhile = await Promise.all([bob.c.publish("m1"), bob.c.publish("m2")]);
+    await until(() => carol.messages.length === 3, "carol has all 3");
+    expect(carol.messages.map((m) => m.seq)).toEqual([1, ...meanwhile]);
+    expect(resyncs).toEqual([]);
+  });
+
   it("announces resync when the room no longer holds everything it missed (recovered:false)", async () => {
     const room = "sdk-resync";
     let gate: Promise<void> = Promise.resolve();

@@ -94,6 +94,105 @@ describe("resume with since/epoch", () => {
   });
 });
 
+describe("resume without the history capability", () => {
+  const reader = (sub: string, room: string) => tokenFor(sub, room, ["subscribe"]);
+
+  it("replays nothing older to a subscriber that was never connected, whatever since says", async () => {
+    const room = "resume-cap-stranger";
+    const pub = await connect(room, { token: await tokenFor("pub", room) });
+    const { epoch } = await pub.next("welcome");
+    await publishN(pub, 5);
+    const s = await connect(room, { token: await reader("eve", room), query: { since: 0, epoch } });
+    expect(await s.next("welcome")).toMatchObject({ recovered: false, seq: 5 });
+    pub.send({ type: "publish", data: "live" });
+    expect((await s.next("message")).data).toBe("live"); // nothing of 1..5 came first
+    expect(s.frames.filter((f) => f.type === "message")).toHaveLength(1);
+  });
+
+  it("replays exactly what was missed after the user's start, with the welcome's token, carried across resumes", async () => {
+    const room = "resume-cap-token";
+    const pub = await connect(room, { token: await tokenFor("pub", room) });
+    const { epoch } = await pub.next("welcome");
+    await publishN(pub, 2); // before bob ever joins: never his to read
+    const first = await connect(room, { token: await reader("bob", room) });
+    const w1 = await first.next("welcome");
+    expect(w1.seq).toBe(2);
+    await publishN(pub, 1, 2); // seq 3, received live
+    await first.next("message", (m) => m.seq === 3);
+    first.close();
+    await first.closed;
+    await publishN(pub, 3, 3); // seq 4..6, missed
+
+    const second = await connect(room, { token: await reader("bob", room), query: { since: 3, epoch, resume: w1.resume } });
+    expect(await second.next("welcome")).toMatchObject({ recovered: true, seq: 6 });
+    expect((await second.collect("message", 3)).map((m) => m.seq)).toEqual([4, 5, 6]);
+    const w2 = await second.next("welcome");
+    second.close();
+    await second.closed;
+
+    // w2 was issued at seq 6 but still proves the start at 2: since 2 replays 3..6 ...
+    const third = await connect(room, { token: await reader("bob", room), query: { since: 2, epoch, resume: w2.resume } });
+    expect(await third.next("welcome")).toMatchObject({ recovered: true });
+    expect((await third.collect("message", 4)).map((m) => m.seq)).toEqual([3, 4, 5, 6]);
+    // ... and nothing before the start: since 1 (or 0) with the same token recovers nothing
+    for (const since of [1, 0]) {
+      const early = await connect(room, { token: await reader("bob", room), query: { since, epoch, resume: w2.resume } });
+      expect(await early.next("welcome")).toMatchObject({ recovered: false });
+      pub.send({ type: "publish", data: `probe-${since}` });
+      expect((await early.next("message")).data).toBe(`probe-${since}`);
+    }
+  });
+
+  it("unlocks nothing with a forged, another user's, another room's or a garbled token", async () => {
+    const room = "resume-cap-forged";
+    const other = "resume-cap-forged-2";
+    const pub = await connect(room, { token: await tokenFor("pub", room) }); // joined at seq 0
+    const { epoch, resume: pubToken } = await pub.next("welcome");
+    const elsewhere = await connect(other, { token: await tokenFor("eve", other) });
+    const { resume: otherRoomToken } = await elsewhere.next("welcome");
+    await publishN(pub, 4);
+    const eve = await connect(room, { token: await reader("eve", room) }); // eve's own start is 4
+    const { resume: eveToken } = await eve.next("welcome");
+    const [, eveStart, mac] = eveToken.split(".");
+    expect(eveStart).toBe("4");
+
+    const attempts = {
+      "another user's": pubToken,
+      "another room's": otherRoomToken,
+      "a forged start": `r1.0.${mac}`,
+      "a garbled": `${eveToken.slice(0, -2)}xx`,
+      "not a token": "hello",
+    };
+    for (const [what, resume] of Object.entries(attempts)) {
+      const s = await connect(room, { token: await reader("eve", room), query: { since: 0, epoch, resume } });
+      expect(await s.next("welcome"), what).toMatchObject({ recovered: false });
+      s.close();
+    }
+    const tooLong = await (await import("../support/socket")).upgrade(room, {
+      token: await reader("eve", room),
+      query: { since: 0, epoch, resume: "r".repeat(129) },
+    });
+    expect(tooLong.status).toBe(400);
+    expect(await tooLong.json()).toMatchObject({ error: { code: "bad_request" } });
+    // her own token still works from her start
+    const own = await connect(room, { token: await reader("eve", room), query: { since: 4, epoch, resume: eveToken } });
+    expect(await own.next("welcome")).toMatchObject({ recovered: true, seq: 4 });
+  });
+
+  it("keeps the token valid across an eviction (the key lives in the room's storage)", async () => {
+    const room = "resume-cap-evict";
+    const pub = await connect(room, { token: await tokenFor("pub", room) });
+    const { epoch } = await pub.next("welcome");
+    const bob = await connect(room, { token: await reader("bob", room) });
+    const { resume } = await bob.next("welcome");
+    await publishN(pub, 3);
+    await evictDurableObject(env.ROOMS.get(env.ROOMS.idFromName(room)), { webSockets: "close" });
+    const back = await connect(room, { token: await reader("bob", room), query: { since: 0, epoch, resume } });
+    expect(await back.next("welcome")).toMatchObject({ recovered: true, seq: 3 });
+    expect((await back.collect("message", 3)).map((m) => m.seq)).toEqual([1, 2, 3]);
+  });
+});
+
 describe("history", () => {
   it("pages newest first over the socket, within and across pages, with more", async () => {
     const room = "history-socket";

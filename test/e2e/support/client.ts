@@ -70,6 +70,9 @@ export class RoomClient {
     const epoch = opts.epoch ?? (resume ? this.epoch : undefined);
     if (since !== undefined) params.set("since", String(since));
     if (epoch !== undefined) params.set("epoch", epoch);
+    // the room's proof of where this client started, as a real client sends it back
+    const proof = resume ? this.connections.findLast((c) => c.welcome)?.welcome?.resume : undefined;
+    if (proof !== undefined) params.set("resume", proof);
     const ws = new WebSocket(`${this.server.wsUrl}/rooms/${this.room}/ws?${params}`, { perMessageDeflate: false });
     const conn: (typeof this.connections)[number] = {};
     this.connections.push(conn);
