@@ -8,6 +8,7 @@ export const KEEP_NEWEST = 10_000;
 const TRIM_EVERY = 100;
 
 export class IdempotencyKeys {
+  /** Inserts by this instance. Memory starts over at every wake, so the first insert trims too. */
   #inserts = 0;
 
   constructor(private readonly sql: SqlStorage) {
@@ -32,8 +33,10 @@ export class IdempotencyKeys {
       result.epoch,
       now,
     );
-    // Trimming in batches keeps the per-publish cost to one insert.
-    if (++this.#inserts % TRIM_EVERY === 0) this.trim(now);
+    // Trimming every TRIM_EVERY inserts keeps most publishes to one insert. Counting from the
+    // first insert of each instance matters: a room that hibernates between a few keyed
+    // publishes would otherwise never reach the 100th and never trim.
+    if (this.#inserts++ % TRIM_EVERY === 0) this.trim(now);
   }
 
   trim(now = Date.now()): void {
