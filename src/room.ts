@@ -52,6 +52,13 @@ export class Room extends DurableObject<Env> {
   readonly #resumeTokens: ResumeTokens;
   /** Live sessions by socket: the in-memory index the hot path reads instead of getWebSockets(). */
   readonly #sessions = new Map<WebSocket, Session>();
+  /** Sockets this instance closed itself and announced: their late close events announce nothing. */
+  readonly #closedByRoom = new WeakSet<WebSocket>();
+  /**
+   * Users whose leave this instance announced for a socket that closed while the room slept
+   * (see #drop): their other sockets that closed meanwhile must not announce it again.
+   */
+  readonly #leftWhileAsleep = new Set<string>();
   /** When the alarm is set for, as far as this instance knows (null: none). */
   #alarmAt: number | null = null;
   /** When the idle sweep is next due; -Infinity while unknown (a new instance), so the next alarm sweeps. */
@@ -86,8 +93,8 @@ export class Room extends DurableObject<Env> {
 
   /**
    * Hibernation is handled here once: the session index and presence are rebuilt from the
-   * sockets' attachments. getWebSockets() can return sockets that are already closing; those
-   * are left out and their close event is announced when it arrives (see #drop).
+   * sockets' attachments. getWebSockets() leaves out sockets whose close is already under way
+   * (and can return some that are closing): their close events arrive later (see #drop).
    */
   #rebuild(): void {
     for (const ws of this.ctx.getWebSockets()) {
@@ -144,6 +151,7 @@ export class Room extends DurableObject<Env> {
     const session = new Session(server, attachment, this.#limits);
     this.#sessions.set(server, session);
     const first = this.#presence.add(session);
+    if (first) this.#leftWhileAsleep.delete(session.user.id); // its next leave is owed again
 
     // Without `history`, a resume may replay only what this user could have received live:
     // messages after its start. `since` below the start (or no token at all) recovers nothing.
@@ -288,16 +296,22 @@ export class Room extends DurableObject<Env> {
       if (this.#presence.remove(session)) this.#announceLeave(session.user);
       return;
     }
-    // Not in the index: either the room closed it (and announced) already, or it was closing
-    // when the room woke up. Only the second still owes the others a leave.
+    // Not in the index: the room closed it itself (and announced then), or it closed while the
+    // room slept. The second owes the others a leave unless the user is still here, or one of
+    // their other sockets that closed meanwhile has announced it already.
+    if (this.#closedByRoom.has(ws)) return;
     const attachment = Session.readAttachment(ws);
-    if (attachment && !attachment.x && !this.#presence.has(attachment.u)) {
-      this.#announceLeave({ id: attachment.u, name: attachment.n });
-    }
+    if (!attachment || attachment.x) return;
+    if (this.#presence.has(attachment.u) || this.#leftWhileAsleep.has(attachment.u)) return;
+    this.#leftWhileAsleep.add(attachment.u);
+    this.#announceLeave({ id: attachment.u, name: attachment.n });
   }
 
   /** The room closes a socket itself (abuse, idle): mark it, close it, announce at once. */
   #close(session: Session, code: number, reason: string): void {
+    // Marked twice: in memory for this instance (the write below can throw on a socket the
+    // runtime already closed), and in the attachment for an instance woken after hibernation.
+    this.#closedByRoom.add(session.ws);
     session.attachment.x = true;
     try {
       session.ws.serializeAttachment(session.attachment);

@@ -71,4 +71,23 @@ describe("hibernation and eviction", () => {
     socks[3]!.send({ type: "publish", data: "hello" });
     for (const s of socks) expect(await s.next("message")).toMatchObject({ seq: 1, data: "hello" });
   });
+
+  it("announces one leave when a user's sockets are all closing as the room wakes", async () => {
+    const room = "hib-closing";
+    const a1 = await connect(room, { token: await tokenFor("alice", room) });
+    const a2 = await connect(room, { token: await tokenFor("alice", room) });
+    const b = await connect(room, { token: await tokenFor("bob", room) });
+    await Promise.all([a1.next("welcome"), a2.next("welcome"), b.next("welcome")]);
+
+    await evictDurableObject(stubFor(room), { webSockets: "hibernate" });
+    // both close while no instance is running: the next one wakes with both already closing
+    a1.close();
+    a2.close();
+    await Promise.all([a1.closed, a2.closed]);
+    b.send({ type: "publish", data: "marker" });
+    await b.next("message", (m) => m.data === "marker");
+    const leaves = b.frames.filter((f) => f.type === "presence" && f.event === "leave");
+    expect(leaves).toHaveLength(1);
+    expect(leaves[0]).toMatchObject({ user: { id: "alice" } });
+  });
 });
