@@ -310,7 +310,8 @@ export class RoomClient {
       case "welcome":
         return this.#onWelcome(attempt, frame);
       case "message": {
-        if (frame.id !== undefined) this.#outbox.echo(frame.id, frame.seq);
+        // Every copy carries the sender's id, so others can predict ours: only our own echo settles.
+        if (frame.id !== undefined && frame.from.id === this.#me?.id) this.#outbox.echo(frame.id, frame.seq);
         if (this.#resume.accept(frame.seq)) this.#events.emit("message", frame);
         if (this.#awaitingReplay && !this.#resume.replaying()) {
           this.#awaitingReplay = false;

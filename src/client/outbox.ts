@@ -1,6 +1,7 @@
 // Publishes waiting for their echo. A publish is written to a socket at most once: while
 // offline it waits here (bounded), it is sent in order after the next welcome, and its echo —
-// matched by id, possibly inside a resume replay — resolves it with the message's seq.
+// matched by id and sender (the caller checks the sender), possibly inside a resume replay —
+// resolves it with the message's seq.
 import { RoomError } from "./errors";
 
 /** Default bound. It equals the room's default burst (RATE_LIMIT_BURST), so a full outbox
@@ -68,7 +69,7 @@ export class Outbox {
     }
   }
 
-  /** A `message` frame with an id: ours resolves. Returns whether it was ours. */
+  /** A `message` frame from this user with an id: ours resolves. Returns whether it was ours. */
   echo(id: string, seq: number): boolean {
     return this.#settle(id, seq);
   }
