@@ -141,6 +141,12 @@ export class Room extends DurableObject<Env> {
       epoch: this.#epoch,
       seq: this.#history.seq,
       ...(recovered === undefined ? {} : { recovered }),
+      limits: {
+        maxMessageBytes: this.#config.MAX_MESSAGE_BYTES,
+        ratePerSec: this.#config.RATE_LIMIT_PER_SEC,
+        burst: this.#config.RATE_LIMIT_BURST,
+        idleTimeoutSec: this.#config.IDLE_TIMEOUT_SEC,
+      },
     };
     // The presence list is spliced in as text: it is serialized once per change (presence.ts).
     const text = JSON.stringify(welcome);
