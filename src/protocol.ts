@@ -127,6 +127,19 @@ export const PresenceEntry = z.object({
 });
 export type PresenceEntry = z.infer<typeof PresenceEntry>;
 
+/** What the room enforces on a connection, so a client can stay within it instead of being refused. */
+export const ConnectionLimits = z.object({
+  /** Largest client frame, UTF-8 bytes. */
+  maxMessageBytes: z.number().int().positive(),
+  /** Token-bucket refill, frames per second; every frame but `ping` takes a token. */
+  ratePerSec: z.number().positive(),
+  /** Token-bucket capacity; the bucket starts full on each connection. */
+  burst: z.number().int().positive(),
+  /** Seconds of silence (not even `ping`) before the room closes the socket with 4408. */
+  idleTimeoutSec: z.number().int().positive(),
+});
+export type ConnectionLimits = z.infer<typeof ConnectionLimits>;
+
 export const WelcomeFrame = z.object({
   type: z.literal("welcome"),
   room: z.string(),
@@ -138,6 +151,7 @@ export const WelcomeFrame = z.object({
   /** opaque: sent back as `?resume=` on the next connection (see resume-token.ts) */
   resume: z.string(),
   recovered: z.boolean().optional(),
+  limits: ConnectionLimits,
 });
 export const MessageFrame = z.object({
   type: z.literal("message"),

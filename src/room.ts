@@ -169,6 +169,12 @@ export class Room extends DurableObject<Env> {
       seq: this.#history.seq,
       resume,
       ...(recovered === undefined ? {} : { recovered }),
+      limits: {
+        maxMessageBytes: this.#config.MAX_MESSAGE_BYTES,
+        ratePerSec: this.#config.RATE_LIMIT_PER_SEC,
+        burst: this.#config.RATE_LIMIT_BURST,
+        idleTimeoutSec: this.#config.IDLE_TIMEOUT_SEC,
+      },
     };
     // The presence list is spliced in as text: it is serialized once per change (presence.ts).
     const text = JSON.stringify(welcome);

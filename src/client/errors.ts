@@ -3,6 +3,9 @@
 import type { ErrorCode } from "../protocol";
 
 /**
+ * Of the server's codes, `too_large` is also raised here, before sending: the room cannot tell
+ * which frame it refused as too large, so waiting for its answer would end in `timeout`.
+ *
  * - `timeout`: no answer within the timeout; the server may still have accepted the frame.
  * - `outbox_full`: too many publishes waiting; nothing was sent.
  * - `connection_lost`: sent, then the connection dropped and the resume did not show it

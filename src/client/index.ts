@@ -4,7 +4,8 @@ import type { HistoryPageFrame, ServerFrame, UserRef, WelcomeFrame } from "../pr
 import { Backoff } from "./backoff";
 import { RoomError, type RoomErrorCode } from "./errors";
 import { Emitter } from "./events";
-import { ACK_TIMEOUT_MS, Outbox, OUTBOX_LIMIT, randomPrefix } from "./outbox";
+import { ACK_TIMEOUT_MS, Outbox, OUTBOX_LIMIT, randomPrefix, tooLarge } from "./outbox";
+import { Pacer } from "./pacer";
 import { PresenceMap, type PresenceUser } from "./presence";
 import { Requests } from "./requests";
 import { ResumePoint } from "./resume";
@@ -23,7 +24,7 @@ export { RoomError, type ClientErrorCode, type RoomErrorCode } from "./errors";
 export type { PresenceUser } from "./presence";
 export type { HistoryPage, PresenceEvent, RoomClientOptions, RoomEvents, Status, StatusEvent } from "./options";
 export { decodeServerMessage, type SocketFactory, type WebSocketConstructor, type WebSocketLike } from "./socket";
-export type { DirectMessageFrame, MessageFrame, UserRef, WelcomeFrame } from "../protocol";
+export type { ConnectionLimits, DirectMessageFrame, MessageFrame, UserRef, WelcomeFrame } from "../protocol";
 
 // The protocol's heartbeat (PROTOCOL.md: clients ping every 25 s; idle sockets close at 90 s).
 const PING = "ping";
@@ -44,6 +45,8 @@ export class RoomClient {
   readonly #backoff: Backoff;
   readonly #outbox: Outbox;
   readonly #requests: Requests;
+  /** Every frame but `ping` goes through it, so none is refused by the room's rate limit. */
+  readonly #pacer: Pacer;
   readonly #resume = new ResumePoint();
   readonly #presence = new PresenceMap();
   #status: Status = "connecting";
@@ -66,6 +69,7 @@ export class RoomClient {
     const ackTimeoutMs = opts.ackTimeoutMs ?? ACK_TIMEOUT_MS;
     this.#outbox = new Outbox({ limit: opts.outboxLimit ?? OUTBOX_LIMIT, ackTimeoutMs, idPrefix: prefix });
     this.#requests = new Requests(prefix, ackTimeoutMs);
+    this.#pacer = new Pacer(this.#send);
     if (!opts.socket && !opts.WebSocket && !(globalThis as { WebSocket?: unknown }).WebSocket) {
       throw new TypeError("no global WebSocket: pass one (in Node 20: `WebSocket` from the ws package)");
     }
@@ -102,13 +106,14 @@ export class RoomClient {
 
   /**
    * Publishes `data`; resolves with its seq when the echo arrives, rejects with a RoomError
-   * (the error frame's code, `timeout`, `outbox_full`, `connection_lost`, `closed`). While
-   * offline it waits in the outbox and is sent once after the next welcome.
+   * (the error frame's code, `too_large` at once when the frame exceeds the room's limit,
+   * `timeout`, `outbox_full`, `connection_lost`, `closed`). While offline it waits in the
+   * outbox and is sent once after the next welcome; online it waits its turn in the pacer.
    */
   publish(data: unknown): Promise<number> {
     if (this.#status === "closed") return Promise.reject(new RoomError("closed", "the client is closed"));
     const seq = this.#outbox.add(data);
-    if (this.#attempt?.welcomed) this.#outbox.flush(this.#send);
+    if (this.#attempt?.welcomed) this.#outbox.flush(this.#paced);
     return seq;
   }
 
@@ -128,7 +133,7 @@ export class RoomClient {
   /** Sets this user's presence state (e.g. `{typing: true}`); kept across reconnects. */
   setPresence(state: Record<string, unknown>): void {
     this.#myState = state;
-    if (this.#attempt?.welcomed) this.#send(JSON.stringify({ type: "presence", state }));
+    if (this.#attempt?.welcomed) this.#sendPresence(state);
   }
 
   /** Skips the wait of a pending reconnect. */
@@ -213,6 +218,7 @@ export class RoomClient {
     this.#stopTimers();
     if (attempt.ws) closeQuietly(attempt.ws, reason);
     if (attempt.welcomed) this.#backoff.closed(Date.now());
+    this.#pacer.stop();
     this.#outbox.disconnected();
     this.#requests.rejectAll(new RoomError("connection_lost", "the connection dropped"));
     this.#awaitingReplay = false;
@@ -236,6 +242,7 @@ export class RoomClient {
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     if (attempt?.ws) closeQuietly(attempt.ws, "client closed");
+    this.#pacer.stop();
     const err = new RoomError("closed", `the client is closed (${reason})`);
     this.#outbox.rejectAll(err);
     this.#requests.rejectAll(err);
@@ -280,9 +287,21 @@ export class RoomClient {
     }
   };
 
+  readonly #paced = (text: string, written: () => void): void => this.#pacer.send(text, written);
+
+  /** Only the latest state matters, so a state still waiting for a token is replaced, not queued behind. */
+  #sendPresence(state: Record<string, unknown>): void {
+    this.#pacer.send(JSON.stringify({ type: "presence", state }), undefined, "presence");
+  }
+
   #request<T>(frame: (id: string) => object): Promise<T> {
     if (!this.#attempt?.welcomed) return Promise.reject(new RoomError("not_connected", "not connected"));
-    return this.#requests.start<T>((id) => this.#send(JSON.stringify(frame(id))));
+    return this.#requests.start<T>((id, written) => {
+      const text = JSON.stringify(frame(id));
+      const tooBig = tooLarge(text, this.#outbox.maxBytes);
+      if (tooBig) this.#requests.settle(id, tooBig);
+      else this.#pacer.send(text, written);
+    });
   }
 
   #onText(attempt: Attempt, text: string): void {
@@ -310,7 +329,8 @@ export class RoomClient {
       case "welcome":
         return this.#onWelcome(attempt, frame);
       case "message": {
-        if (frame.id !== undefined) this.#outbox.echo(frame.id, frame.seq);
+        // Every copy carries the sender's id, so others can predict ours: only our own echo settles.
+        if (frame.id !== undefined && frame.from.id === this.#me?.id) this.#outbox.echo(frame.id, frame.seq);
         if (this.#resume.accept(frame.seq)) this.#events.emit("message", frame);
         if (this.#awaitingReplay && !this.#resume.replaying()) {
           this.#awaitingReplay = false;
@@ -343,6 +363,10 @@ export class RoomClient {
 
   #onWelcome(attempt: Attempt, welcome: WelcomeFrame): void {
     attempt.opened = attempt.welcomed = true;
+    // Before anything is sent on this connection, app listeners of `welcome` included. A room
+    // that advertises no limits (older than the welcome's `limits`) gets nothing paced or checked.
+    this.#pacer.start(welcome.limits);
+    this.#outbox.maxBytes = welcome.limits?.maxMessageBytes;
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
     this.#backoff.opened(Date.now());
@@ -356,13 +380,13 @@ export class RoomClient {
     this.#heartbeat(attempt);
 
     // The replay (if any) is already on its way, before anything sent from here is answered.
-    this.#outbox.flush(this.#send);
+    this.#outbox.flush(this.#paced);
     if (outcome === "recovered" && this.#resume.replaying()) this.#awaitingReplay = true;
     else this.#outbox.settleInDoubt();
 
     const mine = welcome.presence.find((u) => u.id === welcome.user.id);
     if (this.#myState && JSON.stringify(mine?.state ?? {}) !== JSON.stringify(this.#myState)) {
-      this.#send(JSON.stringify({ type: "presence", state: this.#myState }));
+      this.#sendPresence(this.#myState);
     }
   }
 

@@ -25,9 +25,13 @@ export interface RoomClientOptions {
   pongTimeoutMs?: number;
   /** From starting a connection to its welcome. Default 15 000 ms. */
   connectTimeoutMs?: number;
-  /** Publishes that may wait for a connection or an echo. Default 20 (the room's default burst). */
+  /**
+   * Publishes that may wait for a connection, a token or an echo. Default 100. Sends are paced to
+   * the room's bucket, so it may exceed the burst: a full outbox drains in about
+   * (outboxLimit - burst) / ratePerSec seconds.
+   */
   outboxLimit?: number;
-  /** From sending a publish, history or direct frame to its answer. Default 10 000 ms. */
+  /** From writing a publish, history or direct frame to the socket to its answer. Default 10 000 ms. */
   ackTimeoutMs?: number;
 }
 

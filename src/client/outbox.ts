@@ -1,19 +1,27 @@
 // Publishes waiting for their echo. A publish is written to a socket at most once: while
 // offline it waits here (bounded), it is sent in order after the next welcome, and its echo —
-// matched by id, possibly inside a resume replay — resolves it with the message's seq.
+// matched by id and sender (the caller checks the sender), possibly inside a resume replay —
+// resolves it with the message's seq.
 import { RoomError } from "./errors";
 
-/** Default bound. It equals the room's default burst (RATE_LIMIT_BURST), so a full outbox
- * flushed at once after a reconnect is not answered `rate_limited`. */
-export const OUTBOX_LIMIT = 20;
+/**
+ * Default bound. Sends are paced to the room's token bucket (pacer.ts), so the bound is not
+ * about the burst any more: it caps memory and how late a publish may go out. A full outbox
+ * drains in about (limit - burst) / rate seconds: 8 s at the room's defaults (burst 20, 10/s),
+ * within the ack timeout, which runs from when a publish is written.
+ */
+export const OUTBOX_LIMIT = 100;
 /** Default time from sending a publish to its echo. */
 export const ACK_TIMEOUT_MS = 10_000;
 
 interface Entry {
   id: string;
   text: string;
-  /** queued: not sent yet; sent: on the current socket; in_doubt: sent on a socket that dropped. */
-  state: "queued" | "sent" | "in_doubt";
+  /**
+   * queued: not sent yet; paced: handed to the pacer, waiting for a token, not written yet;
+   * sent: written to the current socket; in_doubt: written to a socket that dropped.
+   */
+  state: "queued" | "paced" | "sent" | "in_doubt";
   resolve(seq: number): void;
   reject(err: RoomError): void;
   timer?: ReturnType<typeof setTimeout>;
@@ -26,6 +34,8 @@ export class Outbox {
   #counter = 0;
   /** In publish order: Map iteration order is insertion order. */
   readonly #entries = new Map<string, Entry>();
+  /** The room's frame limit in UTF-8 bytes, once a welcome has told it; before that, checked at flush. */
+  maxBytes: number | undefined;
 
   constructor(opts: { limit?: number; ackTimeoutMs?: number; idPrefix?: string } = {}) {
     this.#limit = opts.limit ?? OUTBOX_LIMIT;
@@ -51,24 +61,40 @@ export class Outbox {
     } catch (err) {
       return Promise.reject(new RoomError("bad_request", `data is not JSON-serializable: ${String(err)}`));
     }
+    const tooBig = tooLarge(text, this.maxBytes);
+    if (tooBig) return Promise.reject(tooBig);
     return new Promise<number>((resolve, reject) => {
       this.#entries.set(id, { id, text, state: "queued", resolve, reject });
     });
   }
 
-  /** Sends every queued publish, in order, exactly once. */
-  flush(send: (text: string) => void): void {
-    for (const entry of this.#entries.values()) {
+  /**
+   * Hands every queued publish, in order, to `send`, which calls `written` once the frame is on
+   * the socket; that starts the ack timeout. One queued before the room's limit was known and
+   * over it is rejected here: the room could not name its id, so it would wait out the timeout.
+   */
+  flush(send: (text: string, written: () => void) => void): void {
+    for (const entry of [...this.#entries.values()]) {
       if (entry.state !== "queued") continue;
-      entry.state = "sent";
-      entry.timer = setTimeout(() => {
-        this.#settle(entry.id, new RoomError("timeout", `no echo within ${this.#ackTimeoutMs} ms`));
-      }, this.#ackTimeoutMs);
-      send(entry.text);
+      const tooBig = tooLarge(entry.text, this.maxBytes);
+      if (tooBig) {
+        this.#settle(entry.id, tooBig, true);
+        continue;
+      }
+      entry.state = "paced";
+      send(entry.text, () => this.#written(entry));
     }
   }
 
-  /** A `message` frame with an id: ours resolves. Returns whether it was ours. */
+  #written(entry: Entry): void {
+    if (this.#entries.get(entry.id) !== entry || entry.state !== "paced") return;
+    entry.state = "sent";
+    entry.timer = setTimeout(() => {
+      this.#settle(entry.id, new RoomError("timeout", `no echo within ${this.#ackTimeoutMs} ms`));
+    }, this.#ackTimeoutMs);
+  }
+
+  /** A `message` frame from this user with an id: ours resolves. Returns whether it was ours. */
   echo(id: string, seq: number): boolean {
     return this.#settle(id, seq);
   }
@@ -78,9 +104,15 @@ export class Outbox {
     return this.#settle(id, err);
   }
 
-  /** The socket dropped: what was sent on it waits for the resume's verdict. */
+  /**
+   * The socket dropped: what was written to it waits for the resume's verdict; what was still
+   * waiting for a token never left, so it is queued again for the next connection.
+   */
   disconnected(): void {
-    for (const entry of this.#entries.values()) if (entry.state === "sent") entry.state = "in_doubt";
+    for (const entry of this.#entries.values()) {
+      if (entry.state === "sent") entry.state = "in_doubt";
+      else if (entry.state === "paced") entry.state = "queued";
+    }
   }
 
   /**
@@ -103,14 +135,25 @@ export class Outbox {
 
   #settle(id: string, outcome: number | RoomError, evenQueued = false): boolean {
     const entry = this.#entries.get(id);
-    // A queued entry was never sent, so no echo or error can be about it.
-    if (!entry || (entry.state === "queued" && !evenQueued)) return false;
+    // An entry not written yet cannot have an echo or error about it.
+    const unwritten = entry?.state === "queued" || entry?.state === "paced";
+    if (!entry || (unwritten && !evenQueued)) return false;
     this.#entries.delete(id);
     clearTimeout(entry.timer);
     if (typeof outcome === "number") entry.resolve(outcome);
     else entry.reject(outcome);
     return true;
   }
+}
+
+/**
+ * The room reads at most `maxBytes` UTF-8 bytes of a frame; beyond, it answers `too_large`
+ * without the frame's id. Undefined while the limit is unknown.
+ */
+export function tooLarge(text: string, maxBytes: number | undefined): RoomError | undefined {
+  if (maxBytes === undefined || text.length * 3 <= maxBytes) return undefined; // ≤ 3 bytes per UTF-16 unit
+  const bytes = new TextEncoder().encode(text).byteLength;
+  return bytes > maxBytes ? new RoomError("too_large", `the frame is ${bytes} bytes; the room takes at most ${maxBytes}`) : undefined;
 }
 
 /** Random base-36 characters and the clock: ids from two clients of one user must not collide. */

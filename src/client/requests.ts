@@ -5,7 +5,8 @@ import { RoomError } from "./errors";
 interface Waiting {
   resolve(value: unknown): void;
   reject(err: RoomError): void;
-  timer: ReturnType<typeof setTimeout>;
+  /** Set once the frame is written: the timeout counts from there, not from its wait for a token. */
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 export class Requests {
@@ -17,15 +18,18 @@ export class Requests {
     readonly timeoutMs: number,
   ) {}
 
-  /** Registers a request under a fresh id and hands the id to `send`. */
-  start<T>(send: (id: string) => void): Promise<T> {
+  /** Registers a request under a fresh id and hands the id to `send`, which calls `written` once it is on the socket. */
+  start<T>(send: (id: string, written: () => void) => void): Promise<T> {
     const id = `${this.prefix}.r${++this.#counter}`;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.settle(id, new RoomError("timeout", `no answer within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
-      send(id);
+      const waiting: Waiting = { resolve: resolve as (v: unknown) => void, reject };
+      this.#waiting.set(id, waiting);
+      send(id, () => {
+        if (this.#waiting.get(id) !== waiting) return;
+        waiting.timer = setTimeout(() => {
+          this.settle(id, new RoomError("timeout", `no answer within ${this.timeoutMs} ms`));
+        }, this.timeoutMs);
+      });
     });
   }
 

@@ -40,7 +40,8 @@ class FakeSocket implements WebSocketLike {
   }
 }
 
-const msg = (seq: number, id?: string) => ({ type: "message", seq, ts: 0, from: { id: "x", name: "X" }, data: seq, ...(id ? { id } : {}) });
+/** A message; with an id it is the echo of a frame of this client's user ("me", as welcomed). */
+const msg = (seq: number, id?: string) => ({ type: "message", seq, ts: 0, from: id ? { id: "me", name: "Me" } : { id: "x", name: "X" }, data: seq, ...(id ? { id } : {}) });
 
 function setup(probeStatus: number | "down" = 200) {
   const sockets: FakeSocket[] = [];

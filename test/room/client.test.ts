@@ -4,7 +4,8 @@
 import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { RoomClient, type RoomClientOptions, type WebSocketLike } from "../../src/client/index";
-import type { MessageFrame } from "../../src/protocol";
+import type { MessageFrame, RoomStats } from "../../src/protocol";
+import { connect } from "../support/socket";
 import { token, tokenFor } from "../support/tokens";
 
 const opened: RoomClient[] = [];
@@ -12,9 +13,36 @@ afterEach(() => {
   for (const c of opened.splice(0)) c.close();
 });
 
+/**
+ * The client's outgoing network: `pass` delivers frames, `hold` keeps them until `release()`,
+ * `lose` drops them, as a congested or failing link would.
+ */
+class Link {
+  mode: "pass" | "hold" | "lose" = "pass";
+  #held: (() => void)[] = [];
+  wrap(ws: WebSocket): WebSocketLike {
+    return {
+      get readyState() {
+        return ws.readyState;
+      },
+      send: (text) => {
+        if (this.mode === "pass") ws.send(text);
+        else if (this.mode === "hold") this.#held.push(() => ws.send(text));
+      },
+      close: (code, reason) => ws.close(code, reason),
+      addEventListener: (type, listener) => ws.addEventListener(type, listener),
+    };
+  }
+  release(): void {
+    this.mode = "pass";
+    for (const send of this.#held.splice(0)) send();
+  }
+}
+
 /** Every socket a client opened, so a test can cut one as the network would. */
 function client(room: string, tok: RoomClientOptions["token"], extra: Partial<RoomClientOptions> = {}) {
   const sockets: WebSocketLike[] = [];
+  const link = new Link();
   const c = new RoomClient({
     url: "http://rooms.test",
     room,
@@ -27,7 +55,7 @@ function client(room: string, tok: RoomClientOptions["token"], extra: Partial<Ro
       }
       res.webSocket.accept();
       sockets.push(res.webSocket);
-      return res.webSocket;
+      return link.wrap(res.webSocket);
     },
     fetch: (input, init) => exports.default.fetch(input as string, init),
     backoff: { baseMs: 50, capMs: 400 },
@@ -37,7 +65,7 @@ function client(room: string, tok: RoomClientOptions["token"], extra: Partial<Ro
   opened.push(c);
   const messages: MessageFrame[] = [];
   c.on("message", (m) => messages.push(m));
-  return { c, sockets, messages };
+  return { c, sockets, link, messages };
 }
 
 /** vi.waitFor with a readable failure. */
@@ -196,4 +224,118 @@ describe("SDK against the room", () => {
     await until(() => reader.c.status === "open", "open");
     await expect(reader.c.publish("no")).rejects.toMatchObject({ code: "forbidden" });
   });
+});
+
+// Every copy of a message carries its sender's id, so any member learns a client's id prefix
+// and can predict its next ids. Only the room's echo of this user's own frame may settle a publish.
+describe("An echo is matched by id and sender (security review, defect 4)", () => {
+  /** Alice has published once (so Bob knows her id scheme); returns her next id as Bob predicts it. */
+  async function victimAndAttacker(room: string) {
+    const alice = client(room, () => tokenFor("alice", room), { backoff: { baseMs: 300, capMs: 300, random: () => 0.99 } });
+    await until(() => alice.c.status === "open", "alice open");
+    const bob = await connect(room, { token: await tokenFor("bob", room) });
+    await alice.c.publish("first");
+    const seen = await bob.next("message", (m) => m.from.id === "alice");
+    const [prefix, n] = seen.id!.split(/\.(?=\d+$)/);
+    return { alice, bob, nextId: `${prefix}.${Number(n) + 1}` };
+  }
+
+  it("a forged message with the victim's pending id does not resolve the victim's publish", async () => {
+    const { alice, bob, nextId } = await victimAndAttacker("sdk-forge-pending");
+    alice.link.mode = "hold"; // alice's publish is slow to reach the room
+    const mine = alice.c.publish("mine");
+    bob.send({ type: "publish", data: "forged", id: nextId });
+    await until(() => alice.messages.some((m) => m.id === nextId), "the forged copy at alice");
+    const forgedSeq = alice.messages.find((m) => m.id === nextId)!.seq;
+    alice.link.release();
+    const seq = await mine;
+    expect(seq).not.toBe(forgedSeq);
+    expect(alice.messages.find((m) => m.seq === seq)).toMatchObject({ from: { id: "alice" }, data: "mine", id: nextId });
+  });
+
+  it("a forged message in the resume replay does not confirm the victim's in-doubt publish", async () => {
+    const { alice, bob, nextId } = await victimAndAttacker("sdk-forge-replay");
+    alice.link.mode = "lose"; // sent, never arrives
+    const mine = alice.c.publish("mine");
+    const outcome = mine.then((seq) => ({ seq }), (e: { code: string }) => ({ code: e.code }));
+    alice.sockets[0]!.close(1000, "cut");
+    await until(() => alice.c.status === "reconnecting", "alice reconnecting");
+    alice.link.mode = "pass";
+    bob.send({ type: "publish", data: "forged", id: nextId });
+    await bob.next("message", (m) => m.id === nextId);
+    await until(() => alice.messages.some((m) => m.id === nextId), "the forged copy replayed to alice");
+    expect(await outcome).toEqual({ code: "connection_lost" });
+  });
+});
+
+/** The room's own count of frames it refused for the rate limit. */
+async function rateLimited(room: string): Promise<number> {
+  const res = await exports.default.fetch(`http://rooms.test/rooms/${room}/stats`, {
+    headers: { authorization: `Bearer ${await tokenFor("ops", room, ["admin"])}` },
+  });
+  return ((await res.json()) as RoomStats).rateLimited;
+}
+
+/** seqs the room assigned one after another: nothing refused, nothing reordered. */
+const consecutive = (seqs: number[]) => seqs.map((_, i) => seqs[0]! + i);
+
+describe("The SDK stays within the limits the welcome advertises", () => {
+  it("rejects at once with too_large a publish or direct beyond MAX_MESSAGE_BYTES, also one queued before the first welcome", async () => {
+    const room = "sdk-too-large";
+    const alice = client(room, await tokenFor("alice", room));
+    const early = alice.c.publish("x".repeat(5000)); // the pool's MAX_MESSAGE_BYTES is 4096
+    const errors: string[] = [];
+    alice.c.on("error", (e) => errors.push(e.code));
+    await expect(early).rejects.toMatchObject({ code: "too_large" });
+    await until(() => alice.c.status === "open", "open");
+    const late = alice.c.publish("é".repeat(2100)); // 4200 bytes, 2100 UTF-16 units
+    expect(alice.c.pending).toBe(0); // refused before anything was queued or sent
+    await expect(late).rejects.toMatchObject({ code: "too_large" });
+    await expect(alice.c.direct("alice", "x".repeat(5000))).rejects.toMatchObject({ code: "too_large" });
+    expect(await alice.c.publish("fits")).toBe(1);
+    expect(errors).toEqual([]);
+  });
+
+  it("catches up after a reconnect without a frame refused: 20 queued publishes, its presence and the app's history request (defect 7)", async () => {
+    const room = "sdk-catch-up";
+    let gate: Promise<void> = Promise.resolve();
+    const alice = client(room, async () => (await gate, tokenFor("alice", room)));
+    await until(() => alice.c.status === "open", "open");
+    alice.c.setPresence({ away: false });
+    await until(() => alice.c.presence.get("alice")?.state.away === false, "alice's state");
+    // A cold room's first publishes are slow enough for its bucket to refill during the burst.
+    await alice.c.publish("warm-up");
+
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    alice.sockets[0]!.close(1000, "cut"); // her only connection: the room forgets her state
+    await until(() => alice.c.status === "reconnecting", "away");
+    const queued = Array.from({ length: 20 }, (_, i) => alice.c.publish(i)); // RATE_LIMIT_BURST is 20 here
+    let page: Promise<unknown> | undefined;
+    alice.c.on("welcome", () => (page ??= alice.c.history({ limit: 5 })));
+    const errors: string[] = [];
+    alice.c.on("error", (e) => errors.push(e.code));
+    open();
+
+    const seqs = await Promise.all(queued);
+    expect(seqs).toEqual(consecutive(seqs));
+    await expect(page).resolves.toMatchObject({ more: false });
+    await until(() => alice.sockets.length === 2 && alice.c.presence.get("alice")?.state.away === false, "her state again");
+    expect(errors).toEqual([]);
+    expect(await rateLimited(room)).toBe(0);
+  }, 10_000);
+
+  it("delivers 50 publishes made at once, all of them, in order, at the rate the room allows", async () => {
+    const room = "sdk-fifty";
+    const alice = client(room, await tokenFor("alice", room));
+    await until(() => alice.c.status === "open", "open");
+    const errors: string[] = [];
+    alice.c.on("error", (e) => errors.push(e.code));
+    const seqs = await Promise.all(Array.from({ length: 50 }, (_, i) => alice.c.publish(i)));
+    expect(seqs).toEqual(consecutive(seqs));
+    await until(() => alice.messages.length === 50, "every echo");
+    expect(alice.messages.map((m) => m.data)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(errors).toEqual([]);
+    expect(await rateLimited(room)).toBe(0);
+  }, 20_000);
 });

@@ -33,6 +33,12 @@ async function burst(s: TestSocket, prefix: string, count: number): Promise<{ ac
   return { accepted, limited: errors.length };
 }
 
+it("advertises in the welcome the limits it enforces on the connection (the room project's vars)", async () => {
+  const s = await connect(freshRoom("welcome"), { token: await tokenFor("wendy", "rl-welcome-*") });
+  expect((await s.next("welcome")).limits).toEqual({ maxMessageBytes: MAX_BYTES, ratePerSec: 10, burst: BURST, idleTimeoutSec: 2 });
+  s.close();
+});
+
 describe("token bucket per connection", () => {
   it(`accepts a burst of ${BURST} frames and answers the ${BURST + 1}st with rate_limited, delivering it to nobody`, async () => {
     const room = freshRoom("burst");
