@@ -67,6 +67,10 @@ export default defineConfig(async () => {
           IDLE_TIMEOUT_SEC: "2",
           HISTORY_LIMIT: "50",
           MAX_MESSAGE_BYTES: "4096",
+          // Slow refill so a test's burst reliably runs dry; a burst above the 120 that the
+          // history fixtures (test/support/http.ts fill) post from one sender.
+          PUBLISH_RATE_PER_SEC: "2",
+          PUBLISH_BURST: "150",
         }),
         pool("no-key", ["test/no-key/**/*.test.ts"], {}),
         pool("upgrade-limit", ["test/upgrade-limit/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
