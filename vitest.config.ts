@@ -7,7 +7,12 @@ const TEST_SECRET = "test-secret-for-the-workers-pool-only";
 export const JWKS_URL = "https://idp.test/.well-known/jwks.json";
 
 /** A Workers-pool project: the real runtime, wrangler.toml's bindings, these vars on top. */
-function pool(name: string, include: string[], bindings: Record<string, string>, outbound?: () => Response) {
+function pool(
+  name: string,
+  include: string[],
+  bindings: Record<string, string>,
+  outbound?: (request: Request) => Response | Promise<Response>,
+) {
   return {
     plugins: [
       cloudflareTest({
@@ -40,6 +45,18 @@ async function localKeySet() {
 
 export default defineConfig(async () => {
   const jwks = await localKeySet();
+  const jwksVars = {
+    AUTH_JWKS_URL: JWKS_URL,
+    AUTH_ISSUER: "https://idp.test/",
+    AUTH_AUDIENCE: "edgerooms",
+    TEST_PRIVATE_JWKS: jwks.privateKeys,
+  };
+  // The key server in an outage: every fetch of the set counted, answered 503; `/hits` tells the count.
+  let keyFetches = 0;
+  const downKeyServer = (request: Request) =>
+    new URL(request.url).pathname === "/hits"
+      ? new Response(String(keyFetches))
+      : (keyFetches++, new Response("key server down", { status: 503 }));
   return {
     test: {
       projects: [
@@ -50,20 +67,22 @@ export default defineConfig(async () => {
           IDLE_TIMEOUT_SEC: "2",
           HISTORY_LIMIT: "50",
           MAX_MESSAGE_BYTES: "4096",
+          // Slow refill so a test's burst reliably runs dry; a burst above the 120 that the
+          // history fixtures (test/support/http.ts fill) post from one sender.
+          PUBLISH_RATE_PER_SEC: "2",
+          PUBLISH_BURST: "150",
         }),
         pool("no-key", ["test/no-key/**/*.test.ts"], {}),
         pool("upgrade-limit", ["test/upgrade-limit/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(
           "jwks",
           ["test/jwks/**/*.test.ts"],
-          {
-            AUTH_JWKS_URL: JWKS_URL,
-            AUTH_ISSUER: "https://idp.test/",
-            AUTH_AUDIENCE: "edgerooms",
-            TEST_PRIVATE_JWKS: jwks.privateKeys,
-          },
+          jwksVars,
           () => new Response(jwks.publicSet, { headers: { "content-type": "application/json" } }),
         ),
+        pool("jwks-down", ["test/jwks-down/**/*.test.ts"], jwksVars, downKeyServer),
+        // A key server that accepts the connection and never answers: only the fetch timeout ends it.
+        pool("jwks-hang", ["test/jwks-hang/**/*.test.ts"], jwksVars, () => new Promise<Response>(() => {})),
         node("node", ["test/node/**/*.test.ts"]),
         // After every other project (groupOrder), one file at a time: these start their own
         // wrangler dev and measure latency, so they must not share 2 cores with the pool.

@@ -2,6 +2,7 @@
 // `rooms` capability map. Fail closed: with no key configured nothing is allowed.
 import {
   createRemoteJWKSet,
+  customFetch,
   errors as joseErrors,
   jwtVerify,
   type JWTVerifyGetKey,
@@ -34,6 +35,21 @@ export interface Identity {
   rooms: Record<string, z.infer<typeof CapabilityClaim>[]>;
 }
 
+/**
+ * A key-set fetch gives up after this long: a key server that hangs must not hang every
+ * handshake with it.
+ */
+const KEYS_TIMEOUT_MS = 5_000;
+/**
+ * After a failed key-set fetch, requests that need a fetch are answered 503 for this long
+ * without trying again (an outage is not hammered by every reconnecting client); also the
+ * Retry-After they get.
+ */
+export const KEYS_RETRY_SEC = 5;
+
+/** The key set could not be had (unreachable, timed out, not 200, not a key set): not the token's fault. */
+class KeysUnavailable extends Error {}
+
 // createRemoteJWKSet caches keys and rate-limits refetches; one instance per URL per isolate.
 const remoteSets = new Map<string, JWTVerifyGetKey>();
 // Imported once per secret per isolate: jose would otherwise import a raw secret on every verify.
@@ -52,7 +68,10 @@ export function authConfigured(config: Config): boolean {
   return Boolean(config.AUTH_SECRET || config.AUTH_JWKS_URL);
 }
 
-/** Verifies a token; every failure is a 401 value, never an exception. */
+/**
+ * Verifies a token; every failure is a value, never an exception: 401 for the token, 503
+ * `auth_unavailable` when the key set cannot be fetched (the token may well be good).
+ */
 export async function verifyToken(
   token: string | undefined,
   config: Config,
@@ -82,6 +101,9 @@ export async function verifyToken(
       }));
     }
   } catch (err) {
+    if (err instanceof KeysUnavailable) {
+      return failure("auth_unavailable", `the key set cannot be fetched: ${err.message}`, KEYS_RETRY_SEC);
+    }
     return failure("unauthorized", describeJoseError(err));
   }
   const claims = Claims.safeParse(payload);
@@ -127,8 +149,50 @@ function secretKey(secret: string): Promise<CryptoKey> {
 
 function remoteSet(url: string): JWTVerifyGetKey {
   let set = remoteSets.get(url);
-  if (!set) remoteSets.set(url, (set = createRemoteJWKSet(new URL(url))));
+  if (!set) remoteSets.set(url, (set = remoteKeys(url)));
   return set;
+}
+
+/**
+ * jose's remote key set, with its failures to fetch told apart from bad tokens (thrown as
+ * KeysUnavailable) and a cooldown after a failure. jose itself retries a failed fetch on the
+ * next verify, and in Workers it cannot share one fetch between requests, so without the
+ * cooldown every request during an outage would fetch.
+ */
+function remoteKeys(url: string): JWTVerifyGetKey {
+  let failedAt = -Infinity;
+  const set = createRemoteJWKSet(new URL(url), {
+    timeoutDuration: KEYS_TIMEOUT_MS,
+    [customFetch]: (input, init) =>
+      Date.now() - failedAt < KEYS_RETRY_SEC * 1000
+        ? Promise.reject(new KeysUnavailable("the last fetch failed moments ago"))
+        : fetch(input, init),
+  });
+  return async (header, token) => {
+    try {
+      return await set(header, token);
+    } catch (err) {
+      if (err instanceof KeysUnavailable || !keysUnreachable(err)) throw err;
+      failedAt = Date.now();
+      throw new KeysUnavailable(err instanceof Error ? err.message : String(err));
+    }
+  };
+}
+
+/**
+ * Whether an error from the key getter means the set could not be had. Read off jose's
+ * remote.js: a timeout is JWKSTimeout, a non-200 or non-JSON answer is a plain JOSEError, a
+ * body that is not a key set is JWKSInvalid, and a network failure is fetch's own error (not a
+ * JOSEError). Everything else the getter throws (no matching key in a set it did get, several
+ * matching keys, an unusable key) is about the token.
+ */
+function keysUnreachable(err: unknown): boolean {
+  if (!(err instanceof joseErrors.JOSEError)) return true;
+  return (
+    err instanceof joseErrors.JWKSTimeout ||
+    err instanceof joseErrors.JWKSInvalid ||
+    err.code === joseErrors.JOSEError.code
+  );
 }
 
 function describeJoseError(err: unknown): string {

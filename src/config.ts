@@ -36,6 +36,10 @@ export const ConfigSchema = z.object({
   RATE_LIMIT_PER_SEC: int(10, 1, 1_000_000),
   /** Token-bucket capacity per connection. Default 20. */
   RATE_LIMIT_BURST: int(20, 1, 1_000_000),
+  /** HTTP publishes per second per sender (`sub`) per room, refilled into the next bucket. Default 50. */
+  PUBLISH_RATE_PER_SEC: int(50, 1, 1_000_000),
+  /** HTTP publishes one sender may make at once in a room. Default 100. */
+  PUBLISH_BURST: int(100, 1, 1_000_000),
   /** Messages retained per room for history and resume. Default 1000. */
   HISTORY_LIMIT: int(1000, 1, 1_000_000),
   /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */

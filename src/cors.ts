@@ -15,6 +15,8 @@ export function withCors(response: Response, request: Request, config: Config): 
   response.headers.append("vary", "Origin");
   if (origin !== null && originAllowed(origin, config)) {
     response.headers.set("access-control-allow-origin", origin);
+    // Not a CORS-safelisted header: without this a page cannot read how long a 429/503 asks it to wait.
+    response.headers.set("access-control-expose-headers", "retry-after");
   }
   return response;
 }

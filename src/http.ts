@@ -19,16 +19,19 @@ export const STATUS: Record<ErrorCode, number> = {
   internal: 500,
   misconfigured: 500,
   auth_not_configured: 503,
+  auth_unavailable: 503,
 };
 
 /** A protocol-edge failure as a value: the code picks the status. */
 export interface Failure {
   code: ErrorCode;
   message: string;
+  /** Seconds until a retry can succeed, sent as Retry-After (temporary failures only). */
+  retryAfterSec?: number;
 }
 
-export function failure(code: ErrorCode, message: string): Failure {
-  return { code, message };
+export function failure(code: ErrorCode, message: string, retryAfterSec?: number): Failure {
+  return retryAfterSec === undefined ? { code, message } : { code, message, retryAfterSec };
 }
 
 export function errorResponse(f: Failure, headers?: HeadersInit): Response {
@@ -36,5 +39,6 @@ export function errorResponse(f: Failure, headers?: HeadersInit): Response {
   const h = new Headers(headers);
   if (f.code === "unauthorized") h.set("www-authenticate", 'Bearer realm="edgerooms"');
   if (f.code === "upgrade_required") h.set("upgrade", "websocket");
+  if (f.retryAfterSec !== undefined) h.set("retry-after", String(f.retryAfterSec));
   return json(body, STATUS[f.code], h);
 }

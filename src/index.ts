@@ -96,7 +96,13 @@ async function handleRoom(
     case "messages": {
       const body = await readPublish(request, config);
       if (isFailure(body)) return body;
-      return json(await stub.publish(user, body.data, body.key), 201);
+      const published = await stub.publish(user, body.data, body.key);
+      if ("retryAfterSec" in published) {
+        const { PUBLISH_BURST: burst, PUBLISH_RATE_PER_SEC: rate } = config;
+        const why = `more than ${burst} publishes at once or ${rate} per second from ${user.id} in this room`;
+        return failure("rate_limited", why, published.retryAfterSec);
+      }
+      return json(published, 201);
     }
     case "history": {
       const query = HistoryQuery.safeParse(nonEmptyParams(url, ["before", "limit"]));

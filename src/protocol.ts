@@ -22,6 +22,7 @@ export const ErrorCode = z.enum([
   "too_large",
   "rate_limited",
   "auth_not_configured",
+  "auth_unavailable",
   "misconfigured",
   "internal",
 ]);

@@ -10,6 +10,7 @@ import { History } from "./history";
 import { IdempotencyKeys } from "./idempotency";
 import { UNBATCHED_ROOM_PREFIX } from "./outbox";
 import { Presence } from "./presence";
+import { KeyedBuckets, type RateLimited } from "./ratelimit";
 import { ResumeTokens } from "./resume-token";
 import {
   CloseCode,
@@ -376,11 +377,26 @@ export class Room extends DurableObject<Env> {
 
   // ---- the Worker's HTTP routes, over RPC ---------------------------------------------
 
-  publish(from: UserRef, data: unknown, key?: string): PublishResult {
+  /**
+   * HTTP publishes per sender. Held here because every publish to the room passes through this
+   * one instance, so the limit is exact; in memory, like the sockets' buckets (ratelimit.ts):
+   * the room leaves memory only after seconds of silence, by when a bucket has refilled at any
+   * sane setting. Made on first use, from the config the constructor loaded.
+   */
+  #publishLimits?: KeyedBuckets;
+
+  /** The publish's seq, or how long the sender must wait. An idempotent replay publishes nothing and costs no token. */
+  publish(from: UserRef, data: unknown, key?: string): PublishResult | RateLimited {
     const scoped = key === undefined ? undefined : `${from.id}\n${key}`;
     if (scoped !== undefined) {
       const earlier = this.#idempotency.get(scoped);
       if (earlier) return earlier;
+    }
+    this.#publishLimits ??= new KeyedBuckets(this.#config.PUBLISH_RATE_PER_SEC, this.#config.PUBLISH_BURST);
+    const limited = this.#publishLimits.take(from.id);
+    if (limited) {
+      this.#count("rateLimited");
+      return limited;
     }
     const result = { seq: this.#publish(from, data), epoch: this.#epoch };
     if (scoped !== undefined) this.#idempotency.put(scoped, result);

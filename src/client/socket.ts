@@ -18,8 +18,16 @@ export type SocketFactory = (url: string) => WebSocketLike | Promise<WebSocketLi
 
 export const OPEN = 1;
 
-/** Failures after which reconnecting with the same credentials cannot help. */
-const FATAL: ReadonlySet<ErrorCode> = new Set(["unauthorized", "forbidden", "bad_request"]);
+/**
+ * Failures after which reconnecting with the same credentials cannot help, by the status that
+ * must carry them. The status decides first: a 429 or 5xx (a key-server outage is 503
+ * `auth_unavailable`) is temporary whatever its body says.
+ */
+const FATAL: ReadonlyMap<number, ErrorCode> = new Map([
+  [400, "bad_request"],
+  [401, "unauthorized"],
+  [403, "forbidden"],
+]);
 
 /**
  * Why did the handshake fail? A browser cannot tell: a refused upgrade is a close with code
@@ -27,8 +35,9 @@ const FATAL: ReadonlySet<ErrorCode> = new Set(["unauthorized", "forbidden", "bad
  * the same auth as the socket (`GET /rooms/:room/presence` needs `subscribe` too) with the
  * same token, and reads the error code from its body.
  *
- * Returns the code when it is fatal, else undefined (server down, network error, 429, 5xx, a
- * cross-origin page whose probe CORS blocks): those are retried with backoff. An upgrade
+ * Returns the code when it is fatal (400, 401, 403 with their codes), else undefined (server
+ * down, network error, 429, 5xx, a cross-origin page whose probe CORS blocks): those are
+ * retried with backoff. An upgrade
  * refused for its `Origin` alone is not visible here either and is retried too.
  */
 export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Promise<ErrorCode | undefined> {
@@ -38,9 +47,13 @@ export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Pr
       await res.body?.cancel();
       return undefined;
     }
+    const fatal = FATAL.get(res.status);
+    if (fatal === undefined) {
+      await res.body?.cancel();
+      return undefined;
+    }
     const body = (await res.json()) as Partial<HttpError>;
-    const code = body.error?.code;
-    return code !== undefined && FATAL.has(code) ? code : undefined;
+    return body.error?.code === fatal ? fatal : undefined;
   } catch {
     return undefined;
   }

@@ -43,12 +43,15 @@ class FakeSocket implements WebSocketLike {
 /** A message; with an id it is the echo of a frame of this client's user ("me", as welcomed). */
 const msg = (seq: number, id?: string) => ({ type: "message", seq, ts: 0, from: id ? { id: "me", name: "Me" } : { id: "x", name: "X" }, data: seq, ...(id ? { id } : {}) });
 
-function setup(probeStatus: number | "down" = 200) {
+const CODE_FOR: Record<number, string> = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 429: "rate_limited", 503: "auth_unavailable" };
+
+/** `probeStatus` is what the probe's GET answers; `probeCode` overrides the error code in its body. */
+function setup(probeStatus: number | "down" = 200, probeCode?: string) {
   const sockets: FakeSocket[] = [];
   const statuses: StatusEvent[] = [];
   const fetch = vi.fn(async () => {
     if (probeStatus === "down") throw new TypeError("fetch failed");
-    const code = probeStatus === 401 ? "unauthorized" : probeStatus === 403 ? "forbidden" : "internal";
+    const code = probeCode ?? CODE_FOR[probeStatus] ?? "internal";
     return new Response(JSON.stringify(probeStatus === 200 ? { users: [] } : { error: { code, message: "" } }), { status: probeStatus });
   });
   const client = new RoomClient({
@@ -130,6 +133,39 @@ describe("RoomClient", () => {
     expect(statuses.at(-1)).toMatchObject({ status: "closed", reason: "unauthorized" });
     expect(errors).toEqual(["unauthorized"]);
     await expect(client.publish(1)).rejects.toMatchObject({ code: "closed" });
+  });
+
+  it.each([400, 403])("gives up after a handshake the probe shows was a %i", async (status) => {
+    const { client, sockets, latest, statuses } = setup(status);
+    await vi.advanceTimersByTimeAsync(0);
+    latest().drop(1006);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(sockets).toHaveLength(1);
+    expect(statuses.at(-1)).toMatchObject({ status: "closed", reason: CODE_FOR[status] });
+  });
+
+  // A key-server outage (503 auth_unavailable), a rate limit, a failing server: the server's
+  // problem, over when it is over. A fatal code in a body with such a status (a proxy's page,
+  // a confused server) does not make it final either: only 400/401/403 do.
+  it.each([
+    [503, undefined],
+    [429, undefined],
+    [500, undefined],
+    [502, undefined],
+    [503, "unauthorized"],
+    [429, "forbidden"],
+  ])("keeps retrying with growing delays while the probe answers %i (%s)", async (status, code) => {
+    const { client, sockets, latest, fetch } = setup(status, code);
+    await vi.advanceTimersByTimeAsync(0);
+    for (let n = 0; n < 4; n++) {
+      latest().drop(1006);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(client.status).toBe("reconnecting");
+      await vi.advanceTimersByTimeAsync(Math.min(30_000, 500 * 2 ** n) / 2);
+    }
+    expect(fetch).toHaveBeenCalledTimes(4);
+    expect(sockets).toHaveLength(5);
+    client.close();
   });
 
   it("keeps retrying with growing delays while the server is down", async () => {

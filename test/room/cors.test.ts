@@ -11,6 +11,7 @@ describe("CORS on the HTTP room routes", () => {
     const ok = await call("GET", `/rooms/${room}/presence`, { token, headers: { origin: "https://app.example" } });
     expect(ok.status).toBe(200);
     expect(ok.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(ok.headers.get("access-control-expose-headers")).toBe("retry-after"); // a 429/503's wait
     const unauthorized = await call("GET", `/rooms/${room}/presence?token=nope`, { headers: { origin: "https://app.example" } });
     expect(unauthorized.status).toBe(401);
     expect(unauthorized.headers.get("access-control-allow-origin")).toBe("https://app.example");

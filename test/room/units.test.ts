@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { capabilitiesFor, type Identity } from "../../src/auth";
 import { ConfigError, loadConfig } from "../../src/config";
 import worker from "../../src/index";
-import { SlidingCounter, TokenBucket, UpgradeLimiter } from "../../src/ratelimit";
+import { KeyedBuckets, SlidingCounter, TokenBucket, UpgradeLimiter } from "../../src/ratelimit";
 import { expectFailure } from "../support/edge";
 import { tokenFor } from "../support/tokens";
 
@@ -149,5 +149,40 @@ describe("config: nonsense values are rejected at start-up", () => {
     await expectFailure(res, 500, "misconfigured");
     const res2 = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), { ...env, RATE_LIMIT_BURST: "abc" } as never);
     await expectFailure(res2, 500, "misconfigured");
+  });
+});
+
+describe("KeyedBuckets: a bucket per HTTP publisher, bounded", () => {
+  it("limits each key on its own and says when a token is back, in whole seconds", () => {
+    const b = new KeyedBuckets(0.5, 2); // one token per 2 s
+    expect([b.take("a", 0), b.take("a", 0)]).toEqual([null, null]);
+    expect(b.take("a", 0)).toEqual({ retryAfterSec: 2 });
+    expect(b.take("a", 1_500)).toEqual({ retryAfterSec: 1 }); // 0.5 s left, rounded up
+    expect(b.take("b", 1_500)).toBeNull();
+    expect(b.take("a", 2_000)).toBeNull();
+  });
+
+  it("stays within MAX_KEYS under a flood of distinct senders, none of them full again yet", () => {
+    const max = KeyedBuckets.MAX_KEYS;
+    const b = new KeyedBuckets(1, 2);
+    b.take("limited", 0);
+    b.take("limited", 0); // empty until t = 1 s
+    for (let i = 0; i < max - 1; i++) b.take(`idle-${i}`, 0); // each refills by t = 1 s
+    expect(b.size).toBe(max);
+    expect(b.take("newcomer", 500)).toBeNull(); // nobody is full yet: the least recently used are forgotten
+    expect(b.size).toBeLessThanOrEqual(max);
+    for (let i = 0; i < 3 * max; i++) b.take(`flood-${i}`, 600);
+    expect(b.size).toBeLessThanOrEqual(max);
+  });
+
+  it("forgets nothing by dropping full buckets: a sender still limited stays limited", () => {
+    const max = KeyedBuckets.MAX_KEYS;
+    const b = new KeyedBuckets(1, 2);
+    for (let i = 0; i < max - 1; i++) b.take(`idle-${i}`, 0);
+    b.take("limited", 2_500);
+    b.take("limited", 2_500); // the idle ones are full again by now; this one is empty
+    expect(b.take("newcomer", 2_500)).toBeNull(); // at the cap: the full ones are dropped
+    expect(b.size).toBe(2);
+    expect(b.take("limited", 2_500)).toEqual({ retryAfterSec: 1 });
   });
 });

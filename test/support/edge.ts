@@ -35,3 +35,10 @@ export async function expectFailure(res: Response, status: number, code: ErrorCo
   expect(String(body.error!.message).length).toBeGreaterThan(0);
   expect(res.headers.get("content-type")).toMatch(/^application\/json/);
 }
+
+/** Asserts the answer to any request while the key server cannot be reached: 503, retry soon. */
+export async function expectAuthUnavailable(res: Response): Promise<void> {
+  const retryAfter = Number(res.headers.get("retry-after"));
+  await expectFailure(res, 503, "auth_unavailable");
+  expect(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`).toBe(true);
+}
