@@ -43,6 +43,20 @@ async function localKeySet() {
   return { publicSet: JSON.stringify({ keys: publicKeys }), privateKeys: JSON.stringify(privateKeys) };
 }
 
+/** The Workers-pool room project's vars (other projects vary one of them). */
+const ROOM_VARS = {
+  AUTH_SECRET: TEST_SECRET,
+  ALLOWED_ORIGINS: "https://app.example",
+  UPGRADE_LIMIT: "100000",
+  IDLE_TIMEOUT_SEC: "2",
+  HISTORY_LIMIT: "50",
+  MAX_MESSAGE_BYTES: "4096",
+  // Slow refill so a test's burst reliably runs dry; a burst above the 120 that the
+  // history fixtures (test/support/http.ts fill) post from one sender.
+  PUBLISH_RATE_PER_SEC: "2",
+  PUBLISH_BURST: "150",
+};
+
 export default defineConfig(async () => {
   const jwks = await localKeySet();
   const jwksVars = {
@@ -60,18 +74,8 @@ export default defineConfig(async () => {
   return {
     test: {
       projects: [
-        pool("room", ["test/room/**/*.test.ts"], {
-          AUTH_SECRET: TEST_SECRET,
-          ALLOWED_ORIGINS: "https://app.example",
-          UPGRADE_LIMIT: "100000",
-          IDLE_TIMEOUT_SEC: "2",
-          HISTORY_LIMIT: "50",
-          MAX_MESSAGE_BYTES: "4096",
-          // Slow refill so a test's burst reliably runs dry; a burst above the 120 that the
-          // history fixtures (test/support/http.ts fill) post from one sender.
-          PUBLISH_RATE_PER_SEC: "2",
-          PUBLISH_BURST: "150",
-        }),
+        pool("room", ["test/room/**/*.test.ts"], ROOM_VARS),
+        pool("crowd", ["test/crowd/**/*.test.ts"], { ...ROOM_VARS, PRESENCE_LIMIT: "3" }),
         pool("no-key", ["test/no-key/**/*.test.ts"], {}),
         pool("upgrade-limit", ["test/upgrade-limit/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(

@@ -42,6 +42,8 @@ export const ConfigSchema = z.object({
   PUBLISH_BURST: int(100, 1, 1_000_000),
   /** Messages retained per room for history and resume. Default 1000. */
   HISTORY_LIMIT: int(1000, 1, 1_000_000),
+  /** Above this many users a room tells presence as a count, not per user (crowd.ts). Default 1000. */
+  PRESENCE_LIMIT: int(1000, 1, 1_000_000),
   /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
   IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
   /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */

@@ -89,8 +89,14 @@ export class Presence {
     return this.#members.size;
   }
 
-  list(): PresenceEntry[] {
-    return [...this.#members].map(([id, m]) => this.#entry(id, m));
+  /** The first `max` members (all by default), in the order they came. */
+  list(max = Infinity): PresenceEntry[] {
+    const out: PresenceEntry[] = [];
+    for (const [id, m] of this.#members) {
+      if (out.length >= max) break;
+      out.push(this.#entry(id, m));
+    }
+    return out;
   }
 
   /**

@@ -148,7 +148,11 @@ export const WelcomeFrame = z.object({
   user: UserRef,
   epoch: z.string(),
   seq: Seq,
+  /** everyone in the room; empty while it has more than PRESENCE_LIMIT users (crowd.ts) */
   presence: z.array(PresenceEntry),
+  /** set while the list is left out: the room's user count instead */
+  presenceCount: z.number().int().nonnegative().optional(),
+  presenceTruncated: z.literal(true).optional(),
   /** opaque: sent back as `?resume=` on the next connection (see resume-token.ts) */
   resume: z.string(),
   recovered: z.boolean().optional(),
@@ -169,11 +173,25 @@ export const DirectMessageFrame = z.object({
   id: z.string().optional(),
 });
 export const AckFrame = z.object({ type: z.literal("ack"), id: z.string() });
-export const PresenceEventFrame = z.object({
+/** One user came, went or changed state (rooms at or below PRESENCE_LIMIT users). */
+export const PresenceUserFrame = z.object({
   type: z.literal("presence"),
   event: z.enum(["join", "leave", "update"]),
   user: z.object({ id: z.string(), name: z.string(), state: z.record(z.string(), z.unknown()) }),
 });
+/** Above PRESENCE_LIMIT users: how many, at most once a second while it changes. */
+export const PresenceCountFrame = z.object({
+  type: z.literal("presence"),
+  event: z.literal("count"),
+  count: z.number().int().nonnegative(),
+});
+/** Back at or below PRESENCE_LIMIT: the whole list again, replacing what the client had. */
+export const PresenceSyncFrame = z.object({
+  type: z.literal("presence"),
+  event: z.literal("sync"),
+  users: z.array(PresenceEntry),
+});
+export const PresenceEventFrame = z.discriminatedUnion("event", [PresenceUserFrame, PresenceCountFrame, PresenceSyncFrame]);
 export const HistoryPageFrame = z.object({
   type: z.literal("history"),
   id: z.string().optional(),
@@ -202,6 +220,7 @@ export type MessageFrame = z.infer<typeof MessageFrame>;
 export type DirectMessageFrame = z.infer<typeof DirectMessageFrame>;
 export type AckFrame = z.infer<typeof AckFrame>;
 export type PresenceEventFrame = z.infer<typeof PresenceEventFrame>;
+export type PresenceUserFrame = z.infer<typeof PresenceUserFrame>;
 export type HistoryPageFrame = z.infer<typeof HistoryPageFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
 

@@ -4,6 +4,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { loadConfig, type Config } from "./config";
 import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
+import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
 import type { Env } from "./env";
 import { History } from "./history";
@@ -18,6 +19,7 @@ import {
   PING,
   PONG,
   type Capability,
+  type ConnectionLimits,
   type ErrorCode,
   type HistoryPage,
   type PresenceEntry,
@@ -44,10 +46,13 @@ export const JOIN_HEADER = "x-edgerooms-join";
 export class Room extends DurableObject<Env> {
   readonly #config: Config;
   readonly #limits: Limits;
+  /** What every welcome advertises: the limits this room enforces on a connection. */
+  readonly #welcomeLimits: ConnectionLimits;
   readonly #sql: SqlStorage;
   readonly #epoch: string;
   readonly #history: History;
   readonly #presence: Presence;
+  readonly #crowd: Crowd;
   readonly #counters: Counters;
   readonly #idempotency: IdempotencyKeys;
   readonly #resumeTokens: ResumeTokens;
@@ -76,12 +81,19 @@ export class Room extends DurableObject<Env> {
     };
     // SQLite calls are synchronous, so start-up needs no blockConcurrencyWhile; every statement
     // is idempotent, so a constructor that throws half-way is simply run again on the next event.
+    this.#welcomeLimits = {
+      maxMessageBytes: this.#config.MAX_MESSAGE_BYTES,
+      ratePerSec: this.#config.RATE_LIMIT_PER_SEC,
+      burst: this.#config.RATE_LIMIT_BURST,
+      idleTimeoutSec: this.#config.IDLE_TIMEOUT_SEC,
+    };
     this.#sql = ctx.storage.sql;
     this.#sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
     this.#epoch = this.#meta("epoch");
     this.#resumeTokens = new ResumeTokens(this.#meta("resume_key"));
     this.#history = new History(this.#sql, this.#config.HISTORY_LIMIT);
     this.#presence = new Presence(this.#sql);
+    this.#crowd = new Crowd(this.#sql, this.#config.PRESENCE_LIMIT);
     this.#counters = new Counters(this.#sql);
     this.#idempotency = new IdempotencyKeys(this.#sql);
     // Answered by the runtime itself, without waking a hibernated room.
@@ -161,6 +173,8 @@ export class Room extends DurableObject<Env> {
       join.since === undefined
         ? undefined
         : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
+    // Above PRESENCE_LIMIT users the welcome carries a count instead of the list (crowd.ts).
+    const counting = this.#crowd.absorbs(this.#presence.size);
     const welcome: Omit<WelcomeFrame, "presence"> = {
       type: "welcome",
       room: join.room,
@@ -170,16 +184,13 @@ export class Room extends DurableObject<Env> {
       seq: this.#history.seq,
       resume,
       ...(recovered === undefined ? {} : { recovered }),
-      limits: {
-        maxMessageBytes: this.#config.MAX_MESSAGE_BYTES,
-        ratePerSec: this.#config.RATE_LIMIT_PER_SEC,
-        burst: this.#config.RATE_LIMIT_BURST,
-        idleTimeoutSec: this.#config.IDLE_TIMEOUT_SEC,
-      },
+      limits: this.#welcomeLimits,
+      ...(counting ? { presenceCount: this.#presence.size, presenceTruncated: true as const } : {}),
     };
     // The presence list is spliced in as text: it is serialized once per change (presence.ts).
     const text = JSON.stringify(welcome);
-    this.#delivery.send(session, `${text.slice(0, -1)},"presence":${this.#presence.listJson()}}`);
+    const list = counting ? "[]" : this.#presence.listJson();
+    this.#delivery.send(session, `${text.slice(0, -1)},"presence":${list}}`);
     // Missed messages go out before the handler returns, so nothing new can overtake them.
     if (recovered) {
       for (const page of this.#history.after(join.since!)) {
@@ -343,6 +354,7 @@ export class Room extends DurableObject<Env> {
     this.#alarmAt = null;
     const now = Date.now();
     this.#delivery.flushHeld(now);
+    if (this.#crowd.pending) this.#countSoon(now);
     this.#counters.flush();
     if (now >= this.#sweepAt) this.#sweepAt = this.#sweep(now);
     if (this.#sessions.size > 0) this.#scheduleAlarm(this.#sweepAt);
@@ -407,8 +419,9 @@ export class Room extends DurableObject<Env> {
     return this.#history.page(before, limit);
   }
 
-  presence(): { users: PresenceEntry[] } {
-    return { users: this.#presence.list() };
+  /** At most PRESENCE_LIMIT users, and the room's count (which may be larger). */
+  presence(): { users: PresenceEntry[]; count: number } {
+    return { users: this.#presence.list(this.#config.PRESENCE_LIMIT), count: this.#presence.size };
   }
 
   stats(room: string): RoomStats {
@@ -427,12 +440,37 @@ export class Room extends DurableObject<Env> {
   readonly #delivery = new Delivery(this.#sessions);
 
   #announce(event: "join" | "update", uid: string, joiner?: Session): void {
+    if (this.#counted()) return;
     const user = this.#presence.user(uid);
     if (user) this.#announceText(JSON.stringify({ type: "presence", event, user }), joiner);
   }
 
   #announceLeave(user: UserRef): void {
+    if (this.#counted()) return;
     this.#announceText(JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } }));
+  }
+
+  /**
+   * True when the room is too big for per-user presence frames (crowd.ts): the change is told
+   * as a count instead, at most once a second, on the alarm when it is not yet due.
+   */
+  #counted(): boolean {
+    if (!this.#crowd.absorbs(this.#presence.size)) return false;
+    this.#countSoon(Date.now());
+    return true;
+  }
+
+  #countSoon(now: number): void {
+    if (now < this.#crowd.due) {
+      this.#crowd.pending = true;
+      return this.#scheduleAlarm(this.#crowd.due);
+    }
+    const users = this.#presence.size;
+    const frame = this.#crowd.tick(users, now);
+    if (frame === "count") this.#delivery.broadcast(`{"type":"presence","event":"count","count":${users}}`);
+    if (frame === "sync") {
+      this.#delivery.broadcast(`{"type":"presence","event":"sync","users":${this.#presence.listJson()}}`);
+    }
   }
 
   #announceText(text: string, joiner?: Session): void {

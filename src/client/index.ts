@@ -90,8 +90,14 @@ export class RoomClient {
     return this.#me;
   }
 
+  /** Who is in the room; empty while it is too big to list (see `presenceCount`). */
   get presence(): ReadonlyMap<string, PresenceUser> {
     return this.#presence.users;
+  }
+
+  /** How many users are in the room: the list's size, or the room's count above its PRESENCE_LIMIT. */
+  get presenceCount(): number {
+    return this.#presence.count;
   }
 
   /** Highest seq delivered, and the room's epoch: where a reconnect resumes from. */
@@ -349,7 +355,12 @@ export class RoomClient {
         return;
       case "presence":
         this.#presence.apply(frame);
-        this.#events.emit("presence", { event: frame.event, user: frame.user, users: this.#presence.users });
+        this.#events.emit("presence", {
+          event: frame.event,
+          ...("user" in frame ? { user: frame.user } : {}),
+          users: this.#presence.users,
+          count: this.#presence.count,
+        });
         return;
       case "error": {
         const err = new RoomError(frame.code, frame.message);
@@ -372,11 +383,11 @@ export class RoomClient {
     this.#backoff.opened(Date.now());
     this.#me = welcome.user;
     const outcome = this.#resume.welcome(welcome);
-    this.#presence.reset(welcome.presence);
+    this.#presence.welcome(welcome);
     this.#setStatus("open");
     this.#events.emit("welcome", welcome);
     if (outcome === "stale") this.#events.emit("resync", welcome);
-    this.#events.emit("presence", { event: "sync", users: this.#presence.users });
+    this.#events.emit("presence", { event: "sync", users: this.#presence.users, count: this.#presence.count });
     this.#heartbeat(attempt);
 
     // The replay (if any) is already on its way, before anything sent from here is answered.

@@ -48,10 +48,15 @@ export interface StatusEvent {
 }
 
 export interface PresenceEvent {
-  /** `sync`: the whole map was replaced from a welcome. */
-  event: PresenceEventFrame["event"] | "sync";
+  /**
+   * `join`/`leave`/`update`: one user; `sync`: the whole map was replaced (a welcome, or the room
+   * fell back to its PRESENCE_LIMIT); `count`: the room is above it and tells only how many.
+   */
+  event: PresenceEventFrame["event"];
   user?: PresenceUser;
   users: ReadonlyMap<string, PresenceUser>;
+  /** Users in the room: `users.size`, or the room's count while it is too big to list. */
+  count: number;
 }
 
 export interface RoomEvents {

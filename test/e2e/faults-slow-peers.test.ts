@@ -152,7 +152,7 @@ describe("slow and vanished peers", () => {
         }
         // the others were never dropped and never saw a leave of their own
         for (const l of [...listeners, publisher!]) expect(l.isOpen).toBe(true);
-        const leaves = observer.frames.filter((f) => f.type === "presence" && f.event === "leave").map((f) => f.type === "presence" && f.user.id);
+        const leaves = observer.frames.filter((f) => f.type === "presence" && f.event === "leave").map((f) => f.type === "presence" && "user" in f && f.user.id);
         expect(leaves.sort()).toEqual(["dead", "hung", "slow"]);
 
         figures.inputs = 2 * MESSAGES;
