@@ -74,20 +74,20 @@ export default defineConfig(async () => {
   return {
     test: {
       projects: [
-        pool("room", ["test/room/**/*.test.ts"], ROOM_VARS),
-        pool("crowd", ["test/crowd/**/*.test.ts"], { ...ROOM_VARS, PRESENCE_LIMIT: "3" }),
-        pool("no-key", ["test/no-key/**/*.test.ts"], {}),
-        pool("upgrade-limit", ["test/upgrade-limit/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
+        pool("workers", ["test/worker/*.test.ts", "test/room/*.test.ts", "test/client/workerd/*.test.ts"], ROOM_VARS),
+        pool("crowd", ["test/room/crowd/*.test.ts"], { ...ROOM_VARS, PRESENCE_LIMIT: "3" }),
+        pool("no-key", ["test/worker/no-key/*.test.ts"], {}),
+        pool("upgrade-limit", ["test/worker/upgrade-limit/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(
           "jwks",
-          ["test/jwks/**/*.test.ts"],
+          ["test/worker/jwks/*.test.ts"],
           jwksVars,
           () => new Response(jwks.publicSet, { headers: { "content-type": "application/json" } }),
         ),
-        pool("jwks-down", ["test/jwks-down/**/*.test.ts"], jwksVars, downKeyServer),
+        pool("jwks-down", ["test/worker/jwks-down/*.test.ts"], jwksVars, downKeyServer),
         // A key server that accepts the connection and never answers: only the fetch timeout ends it.
-        pool("jwks-hang", ["test/jwks-hang/**/*.test.ts"], jwksVars, () => new Promise<Response>(() => {})),
-        node("node", ["test/node/**/*.test.ts"]),
+        pool("jwks-hang", ["test/worker/jwks-hang/*.test.ts"], jwksVars, () => new Promise<Response>(() => {})),
+        node("node", ["test/client/*.test.ts", "test/docs/*.test.ts"]),
         // After every other project (groupOrder), one file at a time: these start their own
         // wrangler dev and measure latency, so they must not share 2 cores with the pool.
         node("e2e", ["test/e2e/**/*.test.ts", "test/browser/**/*.test.ts"], {

@@ -1,4 +1,4 @@
-// The wire contract (../shared/PROTOCOL.md) as zod schemas. Every frame type used by the
+// The wire contract (docs/protocol.md) as zod schemas. Every frame type used by the
 // server, the client SDK and the tests is inferred from here: one source of truth.
 import { z } from "zod";
 

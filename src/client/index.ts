@@ -26,7 +26,7 @@ export type { HistoryPage, PresenceEvent, RoomClientOptions, RoomEvents, Status,
 export { decodeServerMessage, type SocketFactory, type WebSocketConstructor, type WebSocketLike } from "./socket";
 export type { ConnectionLimits, DirectMessageFrame, MessageFrame, UserRef, WelcomeFrame } from "../protocol";
 
-// The protocol's heartbeat (PROTOCOL.md: clients ping every 25 s; idle sockets close at 90 s).
+// The protocol's heartbeat (docs/protocol.md: clients ping every 25 s; idle sockets close at 90 s).
 const PING = "ping";
 const PONG = "pong";
 

@@ -1,4 +1,4 @@
-// Every line of PROTOCOL.md, once, against a real `wrangler dev` over real sockets — the
+// Every line of docs/protocol.md, once, against a real `wrangler dev` over real sockets — the
 // counterpart of the Workers-pool suites, proving the deployed shape (routing, assets, vars,
 // hibernation API, SQLite storage, restart) and not just the room in isolation.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -5,8 +5,8 @@
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { Announcements, holdMs } from "../../src/announcements";
-import { MIN_BATCH_FANOUT, Outbox } from "../../src/outbox";
+import { Announcements, holdMs } from "../../src/room/announcements";
+import { MIN_BATCH_FANOUT, Outbox } from "../../src/room/outbox";
 import { presenceView } from "../support/presence-view";
 import { connect, type TestSocket } from "../support/socket";
 import { tokenFor } from "../support/tokens";

@@ -1,7 +1,7 @@
 // Adaptive batching (outbox.ts): under load, frames queued for a recipient go out as one JSON
 // array, in order; a quiet room sends each frame on its own, at once.
 import { describe, expect, it } from "vitest";
-import { MIN_BATCH_FANOUT } from "../../src/outbox";
+import { MIN_BATCH_FANOUT } from "../../src/room/outbox";
 import { connect } from "../support/socket";
 import { tokenFor } from "../support/tokens";
 

@@ -3,7 +3,7 @@
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { expect, it } from "vitest";
-import { IdempotencyKeys, KEEP_MS, KEEP_NEWEST } from "../../src/idempotency";
+import { IdempotencyKeys, KEEP_MS, KEEP_NEWEST } from "../../src/room/idempotency";
 import { call } from "../support/http";
 import { tokenFor } from "../support/tokens";
 

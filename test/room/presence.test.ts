@@ -40,7 +40,7 @@ describe("presence", () => {
     await a2.next("welcome");
     const res = await call("GET", `/rooms/${room}/presence`, { token: await tokenFor("viewer", room, ["subscribe"]) });
     expect(res.status).toBe(200);
-    expect(res.json).toEqual({ users: [{ id: "alice", name: "alice", state: {}, connections: 2 }] });
+    expect(res.json).toEqual({ users: [{ id: "alice", name: "alice", state: {}, connections: 2 }], count: 1 });
   });
 
   it("broadcasts state updates, keeps the latest per user, and rejects oversized state", async () => {

@@ -1,10 +1,11 @@
 // The pure pieces behind the edge: rate limiters, capability resolution and config parsing.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { capabilitiesFor, type Identity } from "../../src/auth";
+import { capabilitiesFor, type Identity } from "../../src/worker/auth";
 import { ConfigError, loadConfig } from "../../src/config";
-import worker from "../../src/index";
-import { KeyedBuckets, SlidingCounter, TokenBucket, UpgradeLimiter } from "../../src/ratelimit";
+import worker from "../../src/worker/index";
+import { KeyedBuckets, SlidingCounter, TokenBucket } from "../../src/room/rate-limit";
+import { UpgradeLimiter } from "../../src/worker/upgrade-limit";
 import { expectFailure } from "../support/edge";
 import { tokenFor } from "../support/tokens";
 

@@ -1,0 +1,88 @@
+// The room's message log in Durable Object SQLite, colocated with the sockets. Each row keeps
+// the message frame already serialized, so replay and history pages never re-encode it.
+import type { HistoryPage, MessageFrame } from "../protocol";
+
+/** Rows per read of a resume replay (see `after`). */
+export const REPLAY_PAGE = 32;
+
+export class History {
+  /** Last seq assigned; recovered from the log itself, which never trims its newest row. */
+  seq: number;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly limit: number,
+  ) {
+    sql.exec(`CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL)`);
+    this.seq = Number(sql.exec(`SELECT COALESCE(MAX(seq), 0) AS s FROM messages`).one().s);
+  }
+
+  /** Takes the next seq. The caller stores the frame with `append` before delivering it. */
+  next(): number {
+    return ++this.seq;
+  }
+
+  /**
+   * Stores a message and trims what fell out of retention. The trim is a range delete on the
+   * primary key, so it touches only the expired rows, never the whole table. The room's output
+   * gate holds every send made after this write until it is durable.
+   */
+  append(seq: number, frame: string): void {
+    this.sql.exec(`INSERT INTO messages (seq, frame) VALUES (?, ?)`, seq, frame);
+    if (seq > this.limit) this.sql.exec(`DELETE FROM messages WHERE seq <= ?`, seq - this.limit);
+  }
+
+  /** The oldest seq still retained (seq + 1 when the log is empty). */
+  private oldest(): number {
+    const row = this.sql.exec(`SELECT MIN(seq) AS s FROM messages`).one();
+    const min = row.s === null ? this.seq + 1 : Number(row.s);
+    return Math.max(min, this.seq - this.limit + 1);
+  }
+
+  /** True when every message after `since` is still retained. */
+  covers(since: number): boolean {
+    return since <= this.seq && since + 1 >= this.oldest();
+  }
+
+  /**
+   * Serialized frames after `since`, oldest first, read `pageSize` rows at a time: a resume
+   * over the whole retained log never holds more than one page in memory.
+   */
+  *after(since: number, pageSize = REPLAY_PAGE): Generator<string[]> {
+    let from = Math.max(since, this.seq - this.limit);
+    for (;;) {
+      const rows = this.sql
+        .exec<{ seq: number; frame: string }>(
+          `SELECT seq, frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`,
+          from,
+          pageSize,
+        )
+        .toArray();
+      if (rows.length === 0) return;
+      yield rows.map((r) => r.frame);
+      if (rows.length < pageSize) return;
+      from = Number(rows.at(-1)!.seq);
+    }
+  }
+
+  /** A page of frames before `before` (exclusive), newest first, as serialized strings. */
+  pageFrames(before: number | undefined, limit: number): { frames: string[]; more: boolean } {
+    const upper = before ?? this.seq + 1;
+    const floor = this.seq - this.limit;
+    const rows = this.sql
+      .exec<{ frame: string }>(
+        `SELECT frame FROM messages WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?`,
+        upper,
+        floor,
+        limit + 1,
+      )
+      .toArray();
+    const more = rows.length > limit;
+    return { frames: rows.slice(0, limit).map((r) => r.frame), more };
+  }
+
+  page(before: number | undefined, limit: number): HistoryPage {
+    const { frames, more } = this.pageFrames(before, limit);
+    return { messages: frames.map((f) => JSON.parse(f) as MessageFrame), more };
+  }
+}

@@ -1,0 +1,44 @@
+// Plain-HTTP answers at the Worker's edge: every failure is `{"error":{"code","message"}}`.
+import type { ErrorCode, HttpError } from "../protocol";
+
+export function json(body: unknown, status = 200, headers?: HeadersInit): Response {
+  const h = new Headers(headers);
+  h.set("content-type", "application/json; charset=utf-8");
+  h.set("cache-control", "no-store");
+  return new Response(JSON.stringify(body), { status, headers: h });
+}
+
+export const STATUS: Record<ErrorCode, number> = {
+  bad_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  too_large: 413,
+  upgrade_required: 426,
+  rate_limited: 429,
+  internal: 500,
+  misconfigured: 500,
+  auth_not_configured: 503,
+  auth_unavailable: 503,
+};
+
+/** A protocol-edge failure as a value: the code picks the status. */
+export interface Failure {
+  code: ErrorCode;
+  message: string;
+  /** Seconds until a retry can succeed, sent as Retry-After (temporary failures only). */
+  retryAfterSec?: number;
+}
+
+export function failure(code: ErrorCode, message: string, retryAfterSec?: number): Failure {
+  return retryAfterSec === undefined ? { code, message } : { code, message, retryAfterSec };
+}
+
+export function errorResponse(f: Failure, headers?: HeadersInit): Response {
+  const body: HttpError = { error: { code: f.code, message: f.message } };
+  const h = new Headers(headers);
+  if (f.code === "unauthorized") h.set("www-authenticate", 'Bearer realm="edgerooms"');
+  if (f.code === "upgrade_required") h.set("upgrade", "websocket");
+  if (f.retryAfterSec !== undefined) h.set("retry-after", String(f.retryAfterSec));
+  return json(body, STATUS[f.code], h);
+}

@@ -1,0 +1,221 @@
+// The Worker's fetch handler: answers /health, authenticates every room request, and routes it to the room's
+// Durable Object. Nothing reaches a room unless auth passed.
+import { capabilitiesFor, isFailure, tokenFrom, verifyToken, type Identity } from "./auth";
+import { ConfigError, loadConfig, type Config } from "../config";
+import { originAllowed, preflight, withCors } from "./cors";
+import { mintDevToken } from "./devtoken";
+import type { Env } from "../env";
+import { errorResponse, failure, json, type Failure } from "./http";
+import { HistoryQuery, IdempotencyKey, PublishBody, ROOM_NAME, type Capability } from "../protocol";
+import { UpgradeLimiter } from "./upgrade-limit";
+import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
+import { JOIN_HEADER, type Join } from "../room/room";
+
+
+const upgrades = new UpgradeLimiter();
+const ROUTE = /^\/rooms\/([^/]*)\/(ws|messages|history|presence|stats)$/;
+type Action = "ws" | "messages" | "history" | "presence" | "stats";
+const NEEDS: Record<Action, { method: string; cap: Capability }> = {
+  ws: { method: "GET", cap: "subscribe" },
+  messages: { method: "POST", cap: "publish" },
+  history: { method: "GET", cap: "history" },
+  presence: { method: "GET", cap: "subscribe" },
+  stats: { method: "GET", cap: "admin" },
+};
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === "/health") return json({ ok: true });
+
+    let config: Config;
+    try {
+      config = loadConfig(env);
+    } catch (err) {
+      if (err instanceof ConfigError) return errorResponse(failure("misconfigured", err.message));
+      throw err;
+    }
+
+    if (config.DEV_TOKENS && url.pathname === "/dev/token") return mintDevToken(url, config);
+    if (config.BENCH_FLOOR && url.pathname.startsWith("/floor/")) {
+      return env.FLOOR.get(env.FLOOR.idFromName(url.pathname)).fetch(request);
+    }
+
+    const route = ROUTE.exec(url.pathname);
+    if (route && route[2] !== "ws" && request.method === "OPTIONS") return preflight(request, config);
+    if (!route || request.method !== NEEDS[route[2] as Action].method) {
+      return errorResponse(failure("not_found", `no route for ${request.method} ${url.pathname}`));
+    }
+    const [, segment, action] = route as unknown as [string, string, Action];
+    const room = decodeRoom(segment);
+    const outcome = await handleRoom(request, env, config, url, room, action);
+    const response = outcome instanceof Response ? outcome : errorResponse(outcome);
+    // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
+    return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
+  },
+} satisfies ExportedHandler<Env>;
+
+async function handleRoom(
+  request: Request,
+  env: Env,
+  config: Config,
+  url: URL,
+  room: string,
+  action: Action,
+): Promise<Response | Failure> {
+  // The order of checks is part of the contract: 429, 400, 426, 401, 403.
+  if (action === "ws") {
+    const ip = request.headers.get("cf-connecting-ip") ?? "unknown";
+    if (!upgrades.allow(ip, config.UPGRADE_LIMIT)) {
+      return failure("rate_limited", `more than ${config.UPGRADE_LIMIT} upgrade attempts in 10 s`);
+    }
+  }
+  if (!ROOM_NAME.test(room)) return failure("bad_request", "room name must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
+  if (action === "ws" && request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return failure("upgrade_required", "this route needs Upgrade: websocket");
+  }
+  const identity = await verifyToken(tokenFrom(request, url), config);
+  if (isFailure(identity)) return identity;
+  if (action === "ws") {
+    const origin = request.headers.get("origin");
+    if (origin !== null && !originAllowed(origin, config)) {
+      return failure("forbidden", `origin ${origin} is not allowed`);
+    }
+  }
+  const caps = capabilitiesFor(identity, room);
+  const needed = NEEDS[action].cap;
+  if (!caps.has(needed)) return failure("forbidden", `token lacks the ${needed} capability for room ${room}`);
+
+  const stub = env.ROOMS.get(env.ROOMS.idFromName(room));
+  const user = { id: identity.id, name: identity.name };
+  switch (action) {
+    case "ws":
+      return join(stub, url, room, identity, caps);
+    case "messages": {
+      const body = await readPublish(request, config);
+      if (isFailure(body)) return body;
+      const published = await stub.publish(user, body.data, body.key);
+      if ("retryAfterSec" in published) {
+        const { PUBLISH_BURST: burst, PUBLISH_RATE_PER_SEC: rate } = config;
+        const why = `more than ${burst} publishes at once or ${rate} per second from ${user.id} in this room`;
+        return failure("rate_limited", why, published.retryAfterSec);
+      }
+      return json(published, 201);
+    }
+    case "history": {
+      const query = HistoryQuery.safeParse(nonEmptyParams(url, ["before", "limit"]));
+      if (!query.success) return failure("bad_request", `bad query: ${query.error.issues[0]?.message}`);
+      return json(await stub.history(query.data.before, query.data.limit));
+    }
+    case "presence":
+      return json(await stub.presence());
+    case "stats":
+      return json(await stub.stats(room));
+  }
+}
+
+async function join(
+  stub: DurableObjectStub<import("../room/room").Room>,
+  url: URL,
+  room: string,
+  identity: Identity,
+  caps: Set<Capability>,
+): Promise<Response | Failure> {
+  const params = nonEmptyParams(url, ["since", "epoch", "resume"]);
+  let since: number | undefined;
+  if (params.since !== undefined) {
+    since = Number(params.since);
+    if (!Number.isSafeInteger(since) || since < 0) return failure("bad_request", "since must be a non-negative integer");
+  }
+  if (params.resume !== undefined && params.resume.length > MAX_RESUME_TOKEN_LENGTH) {
+    return failure("bad_request", `resume must be at most ${MAX_RESUME_TOKEN_LENGTH} characters (the welcome's resume token)`);
+  }
+  const payload: Join = {
+    room,
+    user: { id: identity.id, name: identity.name },
+    caps: [...caps],
+    ...(since === undefined ? {} : { since }),
+    ...(params.epoch === undefined ? {} : { epoch: params.epoch.slice(0, 64) }),
+    ...(params.resume === undefined ? {} : { resume: params.resume }),
+  };
+  // A fresh request: nothing the client sent (headers included) reaches the room but this.
+  return stub.fetch("https://room.internal/ws", {
+    headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(payload) },
+  });
+}
+
+async function readPublish(
+  request: Request,
+  config: Config,
+): Promise<{ data: unknown; key?: string } | Failure> {
+  const key = request.headers.get("idempotency-key") ?? undefined;
+  if (key !== undefined && !IdempotencyKey.safeParse(key).success) {
+    return failure("bad_request", "Idempotency-Key must be 1..64 characters");
+  }
+  const max = config.MAX_MESSAGE_BYTES;
+  const declared = Number(request.headers.get("content-length") ?? 0);
+  if (declared > max) return failure("too_large", `body exceeds ${max} bytes`);
+  const text = await readAtMost(request, max);
+  if (text === undefined) return failure("too_large", `body exceeds ${max} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return failure("bad_request", "body is not JSON");
+  }
+  const body = PublishBody.safeParse(raw);
+  if (!body.success || Array.isArray(raw)) return failure("bad_request", 'body must be {"data": <json>}');
+  return { data: body.data.data, ...(key === undefined ? {} : { key }) };
+}
+
+/**
+ * The body as text, or undefined once it passes `max` bytes. Read in chunks and abandoned at
+ * the limit: a chunked body declares no length, and request.text() would buffer all of it
+ * (up to the platform's 100 MB) before the size check could refuse it.
+ */
+async function readAtMost(request: Request, max: number): Promise<string | undefined> {
+  if (!request.body) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * The room name as the client meant it: clients percent-encode the path segment (the SDK uses
+ * encodeURIComponent, which turns `a:b` into `a%3Ab`), so the name is checked after decoding.
+ * A malformed encoding becomes "", which the room-name check refuses in its turn.
+ */
+function decodeRoom(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return "";
+  }
+}
+
+/** Query parameters, with empty values treated as absent (`?before=` means no bound). */
+function nonEmptyParams(url: URL, names: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const n of names) {
+    const v = url.searchParams.get(n);
+    if (v !== null && v !== "") out[n] = v;
+  }
+  return out;
+}
