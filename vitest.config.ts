@@ -76,6 +76,7 @@ export default defineConfig(async () => {
       projects: [
         pool("workers", ["test/worker/*.test.ts", "test/room/*.test.ts", "test/client/workerd/*.test.ts"], ROOM_VARS),
         pool("crowd", ["test/room/crowd/*.test.ts"], { ...ROOM_VARS, PRESENCE_LIMIT: "3" }),
+        pool("shards", ["test/room/shards/*.test.ts"], { ...ROOM_VARS, SHARDED_ROOMS: "giant-*:4,pair:2", RATE_LIMIT_BURST: "100" }),
         pool("no-key", ["test/worker/no-key/*.test.ts"], {}),
         pool("upgrade-limit", ["test/worker/upgrade-limit/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(

@@ -17,6 +17,18 @@ const optionalString = z
   .optional()
   .transform((s) => (s ? s : undefined));
 
+/** One `pattern:shards` entry of SHARDED_ROOMS: a room name, or a prefix ending in `*`. */
+const ShardRule = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\*?:[0-9]+$|^\*:[0-9]+$/, "each entry is pattern:shards, e.g. live-*:8")
+  .transform((entry) => {
+    const at = entry.lastIndexOf(":");
+    const pattern = entry.slice(0, at);
+    return { pattern, prefix: pattern.endsWith("*"), shards: Number(entry.slice(at + 1)) };
+  })
+  .refine((r) => r.shards >= 2 && r.shards <= 64, "shards must be 2 to 64");
+export type ShardRule = z.infer<typeof ShardRule>;
+
 export const ConfigSchema = z.object({
   /** HS256 shared secret. No secret and no JWKS URL means every protected route answers 503. */
   AUTH_SECRET: optionalString,
@@ -46,6 +58,11 @@ export const ConfigSchema = z.object({
   PRESENCE_LIMIT: int(1000, 1, 1_000_000),
   /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
   IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
+  /**
+   * Rooms served by several shard objects (room/shards.ts): a comma list of `pattern:shards`,
+   * `pattern` a room name or a prefix ending in `*`, `shards` 2–64. Default: none.
+   */
+  SHARDED_ROOMS: list.pipe(z.array(ShardRule)),
   /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */
   DEV_TOKENS: bool,
   /** Serves the benchmark's floor room at /floor/:room/ws. Set only by the bench script. Default false. */
@@ -67,4 +84,20 @@ export function loadConfig(env: object): Config {
     cache.set(env, config);
   }
   return config;
+}
+
+/**
+ * How many shard objects serve `room`: 1 (an ordinary room) unless SHARDED_ROOMS names it. An
+ * exact name wins over prefixes; among prefixes, the longest.
+ */
+export function shardsFor(config: Config, room: string): number {
+  let best: ShardRule | undefined;
+  for (const rule of config.SHARDED_ROOMS) {
+    if (!rule.prefix) {
+      if (rule.pattern === room) return rule.shards;
+    } else if (room.startsWith(rule.pattern.slice(0, -1)) && (!best || rule.pattern.length > best.pattern.length)) {
+      best = rule;
+    }
+  }
+  return best?.shards ?? 1;
 }

@@ -254,4 +254,6 @@ export interface RoomStats {
   delivered: number;
   rejected: number;
   rateLimited: number;
+  /** a sharded room's shards, in shard order (`connections` is then their sum) */
+  shards?: { connections: number }[];
 }

@@ -46,9 +46,10 @@ export class Announcements {
 
   /**
    * Decides whether an announcement to `fanout` sockets waits (true) or is sent by the caller
-   * now (false). `joiner` is the session a join announces, which must not get it.
+   * now (false). Only sessions numbered below `before` get it (a join is not for the joiner,
+   * nor for anyone whose welcome listed the user).
    */
-  hold(text: string, fanout: number, now: number, joiner?: Session): boolean {
+  hold(text: string, fanout: number, now: number, before = Session.nextOrder): boolean {
     if (!this.outbox.batching || fanout < MIN_BATCH_FANOUT) return false;
     const window = holdMs(fanout);
     if (this.#held.length === 0) {
@@ -58,7 +59,7 @@ export class Announcements {
       }
       this.#due = this.#lastSentAt + window;
     }
-    this.#held.push({ text, before: joiner?.order ?? Session.nextOrder });
+    this.#held.push({ text, before: Math.min(before, Session.nextOrder) });
     return true;
   }
 

@@ -20,13 +20,16 @@ export class Delivery {
     this.outbox.send(session.ws, text);
   }
 
-  /** Serialized once, sent to every live session with no await in the loop. Returns recipients. */
-  broadcast(text: string, except?: Session): number {
+  /**
+   * Serialized once, sent to every live session (numbered below `before`) with no await in the
+   * loop. Returns recipients.
+   */
+  broadcast(text: string, before = Infinity): number {
     this.flushHeld(Date.now());
     this.outbox.broadcasting(this.sessions.size);
     let n = 0;
     for (const session of this.sessions.values()) {
-      if (session === except) continue;
+      if (session.order >= before) continue;
       this.outbox.send(session.ws, text);
       n++;
     }
@@ -34,12 +37,12 @@ export class Delivery {
   }
 
   /**
-   * A presence announcement (`joiner`: the session a join announces, which learns the set from
-   * its welcome instead). Sent now, or held: then returns when the room's alarm must flush it.
+   * A presence announcement, for the sessions numbered below `before` (the others learned the set
+   * from their welcome). Sent now, or held: then returns when the room's alarm must flush it.
    */
-  announce(text: string, joiner?: Session): number | null {
-    if (this.#announcements.hold(text, this.sessions.size, Date.now(), joiner)) return this.#announcements.due;
-    this.broadcast(text, joiner);
+  announce(text: string, before = Infinity): number | null {
+    if (this.#announcements.hold(text, this.sessions.size, Date.now(), before)) return this.#announcements.due;
+    this.broadcast(text, before);
     return null;
   }
 

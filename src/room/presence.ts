@@ -64,6 +64,10 @@ export class Presence {
     return this.#members.has(uid);
   }
 
+  uids(): IterableIterator<string> {
+    return this.#members.keys();
+  }
+
   sessionsOf(uid: string): Iterable<Session> {
     return this.#members.get(uid)?.sessions ?? [];
   }

@@ -2,7 +2,7 @@
 // message log, presence and counters, and reads top to bottom: join, frames, leave, sweep,
 // then the HTTP-side calls the Worker makes over RPC.
 import { DurableObject } from "cloudflare:workers";
-import { loadConfig, type Config } from "../config";
+import { loadConfig, shardsFor, type Config } from "../config";
 import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
@@ -14,12 +14,25 @@ import { Presence } from "./presence";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
 import { ResumeTokens } from "./resume-token";
 import {
+  Fanout,
+  Mirror,
+  shardName,
+  ShardedMembers,
+  Tail,
+  type MemberCount,
+  type ShardRole,
+  type ShardTarget,
+  type Snapshot,
+  type StreamItem,
+} from "./shards";
+import {
   CloseCode,
   parseClientFrame,
   PING,
   PONG,
   type Capability,
   type ConnectionLimits,
+  HISTORY_PAGE_DEFAULT,
   type ErrorCode,
   type HistoryPage,
   type PresenceEntry,
@@ -40,10 +53,30 @@ export interface Join {
   epoch?: string;
   /** the resume token of the client's last welcome (resume-token.ts) */
   resume?: string;
+  /** set when the room is sharded (shards.ts): which shard object this is */
+  shard?: { index: number; count: number };
+}
+
+/** What a shard holds of the root's state (shards.ts); made by its first snapshot. */
+interface ShardState {
+  role: ShardRole;
+  /** One stub for this instance's life: publishes reach the root in the order they were sent. */
+  root: DurableObjectStub<Room>;
+  epoch: string;
+  tokens: ResumeTokens;
+  /** the last seq delivered to this shard's sockets (stored: hibernation must not lose it) */
+  head: number;
+  tail: Tail;
+  mirror: Mirror;
+  /** stream calls are handled one after another while a gap is being repaired */
+  inbound: Promise<void>;
+  /** member counts not yet reported to the root, sent together once this turn's events have run */
+  reports: Map<string, MemberCount>;
+  replace: boolean;
 }
 export const JOIN_HEADER = "x-edgerooms-join";
 
-export class Room extends DurableObject<Env> {
+export class Room extends DurableObject<Env> implements ShardTarget {
   readonly #config: Config;
   readonly #limits: Limits;
   /** What every welcome advertises: the limits this room enforces on a connection. */
@@ -69,6 +102,14 @@ export class Room extends DurableObject<Env> {
   #alarmAt: number | null = null;
   /** When the idle sweep is next due; -Infinity while unknown (a new instance), so the next alarm sweeps. */
   #sweepAt = -Infinity;
+  /** This room's name, once a call has told it (stored: an alarm or a shard's call arrives without it). */
+  #name: string | undefined;
+  /** Root of a sharded room (shards.ts): the stream to its shards, and who is on which. */
+  #fanout: Fanout | null = null;
+  #members: ShardedMembers | null = null;
+  /** A shard of a sharded room: its role is stored, its view of the root made on first need. */
+  #role: ShardRole | null = null;
+  #shard: Promise<ShardState> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -99,6 +140,15 @@ export class Room extends DurableObject<Env> {
     // Answered by the runtime itself, without waking a hibernated room.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
     this.#rebuild();
+    const role = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'shard_role'`).toArray()[0];
+    if (role) {
+      this.#role = JSON.parse(role.value) as ShardRole;
+      // A shard that restarted lost the sockets its root counted, without close events: it
+      // reports its whole membership again, replacing what the root had for it.
+      void this.#shardState().then((shard) => this.#reportAll(shard));
+    }
+    const name = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'room'`).toArray()[0];
+    if (name) this.#named(name.value, true);
     void ctx.blockConcurrencyWhile(async () => {
       this.#alarmAt = await ctx.storage.getAlarm();
     });
@@ -143,7 +193,7 @@ export class Room extends DurableObject<Env> {
     }
     const join = JSON.parse(header) as Join;
     if (this.#config.BENCH_FLOOR && join.room.startsWith(UNBATCHED_ROOM_PREFIX)) this.#delivery.outbox.batching = false;
-    const caps = capsToBits(join.caps);
+    if (join.shard) return this.#joinShard(join);
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry. The
     // loop re-signs if a publish landed during the await, so the start is never before the welcome.
@@ -156,9 +206,33 @@ export class Room extends DurableObject<Env> {
       resume = await this.#resumeTokens.issue(scope, start);
     } while (proven === undefined && start !== this.#history.seq);
 
+    // Without `history`, a resume may replay only what this user could have received live:
+    // messages after its start. `since` below the start (or no token at all) recovers nothing.
+    const replayFrom = join.caps.includes("history") ? 0 : start;
+    const recovered =
+      join.since === undefined
+        ? undefined
+        : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
+    return this.#admit(join, {
+      epoch: this.#epoch,
+      seq: this.#history.seq,
+      resume,
+      recovered,
+      missed: recovered ? this.#history.after(join.since!) : [],
+    });
+  }
+
+  /**
+   * Accepts the socket and welcomes it, then sends what it missed: all in one synchronous run,
+   * so nothing new can overtake the replay. Shared by rooms and shards (#joinShard).
+   */
+  #admit(
+    join: Join,
+    w: { epoch: string; seq: number; resume: string; recovered?: boolean; missed: Iterable<string[]> },
+  ): Response {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
-    const attachment: Attachment = { v: 1, c: randomId(), u: join.user.id, n: join.user.name, k: caps, s: now };
+    const attachment: Attachment = { v: 1, c: randomId(), u: join.user.id, n: join.user.name, k: capsToBits(join.caps), s: now };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(attachment);
     const session = new Session(server, attachment, this.#limits);
@@ -166,41 +240,77 @@ export class Room extends DurableObject<Env> {
     const first = this.#presence.add(session);
     if (first) this.#leftWhileAsleep.delete(session.user.id); // its next leave is owed again
 
-    // Without `history`, a resume may replay only what this user could have received live:
-    // messages after its start. `since` below the start (or no token at all) recovers nothing.
-    const replayFrom = session.can("history") ? 0 : start;
-    const recovered =
-      join.since === undefined
-        ? undefined
-        : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
-    // Above PRESENCE_LIMIT users the welcome carries a count instead of the list (crowd.ts).
-    const counting = this.#crowd.absorbs(this.#presence.size);
+    // Above PRESENCE_LIMIT users the welcome carries a count instead of the list (crowd.ts); a
+    // shard welcomes from its mirror of the root's room-wide list.
+    const mirror = this.#role ? this.#shardNow()!.mirror : null;
+    mirror?.ensure(session.user, session.order);
+    const users = mirror ? mirror.size : this.#presence.size;
+    const counting = mirror ? mirror.counting !== null : this.#crowd.absorbs(users);
     const welcome: Omit<WelcomeFrame, "presence"> = {
       type: "welcome",
       room: join.room,
       connectionId: attachment.c,
       user: session.user,
-      epoch: this.#epoch,
-      seq: this.#history.seq,
-      resume,
-      ...(recovered === undefined ? {} : { recovered }),
+      epoch: w.epoch,
+      seq: w.seq,
+      resume: w.resume,
+      ...(w.recovered === undefined ? {} : { recovered: w.recovered }),
       limits: this.#welcomeLimits,
-      ...(counting ? { presenceCount: this.#presence.size, presenceTruncated: true as const } : {}),
+      ...(counting ? { presenceCount: users, presenceTruncated: true as const } : {}),
     };
     // The presence list is spliced in as text: it is serialized once per change (presence.ts).
     const text = JSON.stringify(welcome);
-    const list = counting ? "[]" : this.#presence.listJson();
+    const list = counting ? "[]" : (mirror ?? this.#presence).listJson();
     this.#delivery.send(session, `${text.slice(0, -1)},"presence":${list}}`);
-    // Missed messages go out before the handler returns, so nothing new can overtake them.
-    if (recovered) {
-      for (const page of this.#history.after(join.since!)) {
-        for (const frame of page) this.#delivery.send(session, frame);
-        this.#count("delivered", page.length);
-      }
+    for (const page of w.missed) {
+      for (const frame of page) this.#delivery.send(session, frame);
+      this.#count("delivered", page.length);
     }
     if (first) this.#announce("join", session.user.id, session);
     this.#sweepBy(now + this.#config.IDLE_TIMEOUT_SEC * 1000);
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /**
+   * A join on a shard of a sharded room: as above, but from the shard's view of the root (its
+   * head, its tail of recent messages, its presence mirror). Only what the tail lacks is asked
+   * of the root, so a whole room reconnecting at once does not become a root call per client.
+   */
+  async #joinShard(join: Join): Promise<Response> {
+    if (!this.#role) {
+      this.#role = { room: join.room, index: join.shard!.index, count: join.shard!.count };
+      this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('shard_role', ?)`, JSON.stringify(this.#role));
+    }
+    const shard = await this.#shardState();
+    const scope = { room: join.room, epoch: shard.epoch, user: join.user.id };
+    const proven = await shard.tokens.verify(join.resume, scope);
+    const replayFrom = join.caps.includes("history") ? 0 : (proven ?? shard.head);
+    const since = join.since;
+    let recovered = since === undefined ? undefined : join.epoch === shard.epoch && since >= replayFrom && since <= shard.head;
+    // What the tail cannot answer comes from the root, up to the head at the time of asking.
+    let fetched: { frames: string[]; upTo: number } | null = null;
+    if (recovered && shard.tail.after(since!, shard.head) === undefined) {
+      const upTo = shard.head;
+      const frames = await shard.root.range(since! + 1, upTo);
+      if (frames === null) recovered = false;
+      else fetched = { frames, upTo };
+    }
+    let start: number;
+    let resume: string;
+    do {
+      start = proven ?? shard.head;
+      resume = await shard.tokens.issue(scope, start);
+    } while (proven === undefined && start !== shard.head);
+    // The rest (what reached the shard while this join awaited) is in the tail by now.
+    const rest = recovered ? shard.tail.after(fetched ? fetched.upTo : since!, shard.head) : [];
+    if (rest === undefined) recovered = false;
+    return this.#admit(join, {
+      epoch: shard.epoch,
+      seq: shard.head,
+      resume,
+      recovered,
+      missed: recovered ? [fetched?.frames ?? [], rest ?? []] : [],
+    });
   }
 
   // ---- frames --------------------------------------------------------------------------
@@ -226,21 +336,28 @@ export class Room extends DurableObject<Env> {
     switch (frame.type) {
       case "publish": {
         if (!session.can("publish")) return this.#forbidden(session, "publish", frame.id, now);
+        // A shard's publishes are sequenced by the root; the echo comes back in its stream.
+        if (this.#role) return this.#viaRoot(session, frame.id, (root, room) => root.shardPublish(room, session.user, frame.data, frame.id));
         this.#publish(session.user, frame.data, frame.id);
         return;
       }
       case "direct": {
         if (!session.can("publish")) return this.#forbidden(session, "publish", frame.id, now);
+        if (this.#role) {
+          const text = directText(session.user, frame.data, frame.id);
+          return this.#viaRoot(session, frame.id, async (root, room) => {
+            if (await root.shardDirect(room, frame.to, text)) {
+              if (frame.id !== undefined) this.#send(session, { type: "ack", id: frame.id });
+            } else {
+              this.#reject(session, "not_found", `user ${frame.to} is not in the room`, frame.id, Date.now());
+            }
+          });
+        }
         const targets = [...this.#presence.sessionsOf(frame.to)];
         if (targets.length === 0) {
           return this.#reject(session, "not_found", `user ${frame.to} is not in the room`, frame.id, now);
         }
-        const text = JSON.stringify({
-          type: "direct",
-          from: session.user,
-          data: frame.data,
-          ...(frame.id === undefined ? {} : { id: frame.id }),
-        });
+        const text = directText(session.user, frame.data, frame.id);
         for (const target of targets) this.#delivery.send(target, text);
         this.#count("delivered", targets.length);
         if (frame.id !== undefined) this.#send(session, { type: "ack", id: frame.id });
@@ -248,15 +365,19 @@ export class Room extends DurableObject<Env> {
       }
       case "presence": {
         if (!session.can("publish")) return this.#forbidden(session, "publish", frame.id, now);
+        if (this.#role) return this.#viaRoot(session, frame.id, (root, room) => root.shardState(room, session.user.id, frame.state));
         this.#presence.setState(session.user.id, frame.state);
         this.#announce("update", session.user.id);
         return;
       }
       case "history": {
         if (!session.can("history")) return this.#forbidden(session, "history", frame.id, now);
-        const { frames, more } = this.#history.pageFrames(frame.before, frame.limit ?? 50);
+        const limit = frame.limit ?? HISTORY_PAGE_DEFAULT;
         const id = frame.id === undefined ? "" : `"id":${JSON.stringify(frame.id)},`;
-        this.#delivery.send(session, `{"type":"history",${id}"messages":[${frames.join(",")}],"more":${more}}`);
+        const answer = ({ frames, more }: { frames: string[]; more: boolean }) =>
+          this.#delivery.send(session, `{"type":"history",${id}"messages":[${frames.join(",")}],"more":${more}}`);
+        if (this.#role) return this.#viaRoot(session, frame.id, async (root) => answer(await root.historyFrames(frame.before, limit)));
+        answer(this.#history.pageFrames(frame.before, limit));
         return;
       }
     }
@@ -289,6 +410,7 @@ export class Room extends DurableObject<Env> {
     this.#history.append(seq, text);
     this.#count("published");
     this.#count("delivered", this.#delivery.broadcast(text));
+    this.#fanout?.push({ text, seq });
     return seq;
   }
 
@@ -355,6 +477,8 @@ export class Room extends DurableObject<Env> {
     const now = Date.now();
     this.#delivery.flushHeld(now);
     if (this.#crowd.pending) this.#countSoon(now);
+    // Shards whose stream call failed are told the current seq, and fetch what they missed.
+    if (this.#fanout?.failed.size) this.#fanout.flush(this.#history.seq);
     this.#counters.flush();
     if (now >= this.#sweepAt) this.#sweepAt = this.#sweep(now);
     if (this.#sessions.size > 0) this.#scheduleAlarm(this.#sweepAt);
@@ -398,7 +522,8 @@ export class Room extends DurableObject<Env> {
   #publishLimits?: KeyedBuckets;
 
   /** The publish's seq, or how long the sender must wait. An idempotent replay publishes nothing and costs no token. */
-  publish(from: UserRef, data: unknown, key?: string): PublishResult | RateLimited {
+  publish(room: string, from: UserRef, data: unknown, key?: string): PublishResult | RateLimited {
+    this.#named(room);
     const scoped = key === undefined ? undefined : `${from.id}\n${key}`;
     if (scoped !== undefined) {
       const earlier = this.#idempotency.get(scoped);
@@ -415,39 +540,318 @@ export class Room extends DurableObject<Env> {
     return result;
   }
 
-  history(before: number | undefined, limit: number): HistoryPage {
+  history(room: string, before: number | undefined, limit: number): HistoryPage {
+    this.#named(room);
     return this.#history.page(before, limit);
   }
 
   /** At most PRESENCE_LIMIT users, and the room's count (which may be larger). */
-  presence(): { users: PresenceEntry[]; count: number } {
-    return { users: this.#presence.list(this.#config.PRESENCE_LIMIT), count: this.#presence.size };
+  presence(room: string): { users: PresenceEntry[]; count: number } {
+    this.#named(room);
+    const limit = this.#config.PRESENCE_LIMIT;
+    return { users: (this.#members ?? this.#presence).list(limit), count: this.#users };
   }
 
-  stats(room: string): RoomStats {
-    return {
+  /** A sharded room's adds each shard's connections (in shard order) and sums them. */
+  async stats(room: string): Promise<RoomStats> {
+    this.#named(room);
+    const stats: RoomStats = {
       room,
       connections: this.#sessions.size,
-      users: this.#presence.size,
+      users: this.#users,
       seq: this.#history.seq,
       epoch: this.#epoch,
       ...this.#counters.values,
     };
+    if (!this.#fanout) return stats;
+    const fanout = this.#fanout;
+    const shards = await Promise.all(Array.from({ length: fanout.count }, (_, i) => fanout.stubOf(i).shardStats()));
+    for (const s of shards) {
+      stats.connections += s.connections;
+      stats.delivered += s.delivered;
+    }
+    return { ...stats, shards: shards.map((s) => ({ connections: s.connections })) };
+  }
+
+  // ---- sharded rooms (shards.ts): the root's side -----------------------------------------
+
+  /**
+   * The room's name, from the first call that carries it (stored for calls that do not: alarms,
+   * shards' calls after a restart). A room that SHARDED_ROOMS names becomes its shards' root.
+   */
+  #named(room: string, waking = false): void {
+    if (this.#role || this.#fanout) return;
+    if (this.#name === undefined) {
+      this.#name = room;
+      if (!waking) this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('room', ?)`, room);
+    }
+    const count = shardsFor(this.#config, room);
+    if (count < 2) return;
+    this.#members = new ShardedMembers(this.#sql);
+    this.#fanout = new Fanout(
+      count,
+      (i) => this.env.ROOMS.get(this.env.ROOMS.idFromName(shardName(room, i))),
+      () => this.#scheduleAlarm(Date.now() + REPAIR_AFTER_MS),
+    );
+    // A restarted root may still count sockets that died with a shard: every shard reports again.
+    if (waking && this.#members.size > 0) {
+      for (let i = 0; i < count; i++) this.#fanout.stubOf(i).shardResync().catch(() => {});
+    }
+  }
+
+  /** A shard's view of this root at one instant (shards.ts). */
+  snapshot(room: string): Snapshot {
+    this.#named(room);
+    const counting = this.#crowd.counting;
+    return {
+      epoch: this.#epoch,
+      seq: this.#history.seq,
+      resumeKey: this.#meta("resume_key"),
+      users: counting ? null : (this.#members?.list() ?? []),
+      count: this.#users,
+    };
+  }
+
+  /** Stored messages from `from` to `to`, or null when the oldest of them is no longer retained. */
+  range(from: number, to: number): string[] | null {
+    if (from > to) return [];
+    if (!this.#history.covers(from - 1)) return null;
+    const frames: string[] = [];
+    for (const page of this.#history.after(from - 1)) {
+      for (const frame of page) if (frames.length <= to - from) frames.push(frame);
+    }
+    return frames;
+  }
+
+  historyFrames(before: number | undefined, limit: number): { frames: string[]; more: boolean } {
+    return this.#history.pageFrames(before, limit);
+  }
+
+  /** A publish accepted by a shard; its echo returns in the stream like every other copy. */
+  shardPublish(room: string, from: UserRef, data: unknown, id?: string): void {
+    this.#named(room);
+    this.#publish(from, data, id);
+  }
+
+  /** A direct message for `to`, wherever its sockets are; false when the user is not in the room. */
+  shardDirect(room: string, to: string, text: string): boolean {
+    this.#named(room);
+    const shards = this.#members?.shardsOf(to) ?? [];
+    if (shards.length === 0) return false;
+    this.#fanout!.push({ text, to }, shards);
+    return true;
+  }
+
+  shardState(room: string, uid: string, state: Record<string, unknown>): void {
+    this.#named(room);
+    this.#members?.setState(uid, state);
+    this.#announce("update", uid);
+  }
+
+  /** A shard's member counts (`replace`: its whole membership); joins and leaves follow from them. */
+  shardMembers(room: string, shard: number, counts: MemberCount[], replace: boolean): void {
+    this.#named(room);
+    if (!this.#members) return;
+    const { joined, left } = this.#members.report(shard, counts, replace);
+    for (const uid of left) this.#announceLeave({ id: uid, name: counts.find((c) => c.uid === uid)?.name ?? uid });
+    for (const uid of joined) this.#announce("join", uid);
+  }
+
+  // ---- sharded rooms (shards.ts): a shard's side ------------------------------------------
+
+  /** The shard's view of its root, made once per instance from a snapshot (retried after a failure). */
+  #shardState(): Promise<ShardState> {
+    this.#shard ??= this.#snapshotFrom(this.#role!).catch((err: unknown) => {
+      this.#shard = null;
+      throw err;
+    });
+    return this.#shard;
+  }
+
+  #shardReady: ShardState | undefined;
+
+  /** The shard's state once made (a join awaits it before it welcomes anyone). */
+  #shardNow(): ShardState | undefined {
+    return this.#shardReady;
+  }
+
+  async #snapshotFrom(role: ShardRole): Promise<ShardState> {
+    const root = this.env.ROOMS.get(this.env.ROOMS.idFromName(role.room));
+    // (RPC types turn `unknown` presence state into `never`; the value is the Snapshot sent.)
+    const snap = (await root.snapshot(role.room)) as unknown as Snapshot;
+    // The head the sockets here last got survives hibernation; a new shard, or one whose root
+    // lost its storage (a new epoch), starts at the root's seq.
+    const stored = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'shard_head'`).toArray()[0];
+    const kept = stored ? (JSON.parse(stored.value) as { epoch: string; head: number }) : undefined;
+    const head = kept && kept.epoch === snap.epoch ? kept.head : snap.seq;
+    const mirror = new Mirror();
+    mirror.reset(snap, Session.nextOrder);
+    const shard: ShardState = {
+      role,
+      root,
+      epoch: snap.epoch,
+      tokens: new ResumeTokens(snap.resumeKey),
+      head,
+      tail: new Tail(),
+      mirror,
+      inbound: Promise.resolve(),
+      reports: new Map(),
+      replace: false,
+    };
+    this.#storeHead(shard);
+    this.#shardReady = shard;
+    if (head < snap.seq) shard.inbound = this.#repair(shard, snap.seq);
+    return shard;
+  }
+
+  #storeHead(shard: ShardState): void {
+    const value = JSON.stringify({ epoch: shard.epoch, head: shard.head });
+    this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('shard_head', ?)`, value);
+  }
+
+  /** The root's stream: messages and presence in the root's order, delivered with this shard's batching. */
+  async stream(items: StreamItem[], rootSeq: number | null): Promise<void> {
+    if (!this.#role) return; // no socket ever joined this shard: nobody to deliver to, nothing to keep
+    const shard = await this.#shardState();
+    shard.inbound = shard.inbound.then(() => this.#take(shard, items, rootSeq));
+    return shard.inbound;
+  }
+
+  #take(shard: ShardState, items: StreamItem[], rootSeq: number | null): Promise<void> | void {
+    const before = shard.head;
+    for (const [k, item] of items.entries()) {
+      if (item.seq === undefined) {
+        this.#deliverEvent(shard, item);
+        continue;
+      }
+      if (item.seq <= shard.head) continue; // already delivered (a repair fetched it)
+      if (item.seq > shard.head + 1) {
+        // A gap: the root restarted, or a call failed. Fetch it before anything newer goes out.
+        return this.#repair(shard, item.seq - 1).then(() => this.#take(shard, items.slice(k), rootSeq));
+      }
+      this.#deliverMessage(shard, item.seq, item.text);
+    }
+    if (shard.head !== before) this.#storeHead(shard);
+    if (rootSeq !== null && rootSeq > shard.head) return this.#repair(shard, rootSeq);
+  }
+
+  /** Fetches and delivers what this shard missed, up to `upTo`, a page at a time. */
+  async #repair(shard: ShardState, upTo: number): Promise<void> {
+    while (shard.head < upTo) {
+      const to = Math.min(upTo, shard.head + REPAIR_PAGE);
+      const frames = await shard.root.range(shard.head + 1, to);
+      if (frames === null) {
+        // Past the root's retention: those messages are gone for good. Skip ahead; a client
+        // that resumes from before them is told recovered:false.
+        shard.head = to;
+        continue;
+      }
+      for (const frame of frames) if (shard.head < to) this.#deliverMessage(shard, shard.head + 1, frame);
+    }
+    this.#storeHead(shard);
+  }
+
+  #deliverMessage(shard: ShardState, seq: number, text: string): void {
+    shard.head = seq;
+    shard.tail.push(seq, text);
+    this.#count("delivered", this.#delivery.broadcast(text));
+  }
+
+  #deliverEvent(shard: ShardState, item: StreamItem): void {
+    if (item.to !== undefined) {
+      const targets = [...this.#presence.sessionsOf(item.to)];
+      for (const target of targets) this.#delivery.send(target, item.text);
+      this.#count("delivered", targets.length);
+      return;
+    }
+    // A join goes only to sessions whose welcome did not list the user already.
+    this.#announceText(item.text, shard.mirror.apply(item, Session.nextOrder));
+  }
+
+  /** Sends a frame's work to the root; a failed call is answered as the frame's error. */
+  #viaRoot(
+    session: Session,
+    id: string | undefined,
+    call: (root: DurableObjectStub<Room>, room: string) => Promise<unknown>,
+  ): void {
+    void this.#shardState()
+      .then((shard) => call(shard.root, shard.role.room))
+      .catch(() => this.#send(session, { type: "error", code: "internal", message: "the room is unavailable; try again", ...(id === undefined ? {} : { id }) }));
+  }
+
+  /** Queues this shard's count of `uid` for the root; reports go together once this turn's events have run. */
+  #report(uid: string, name?: string): void {
+    const user = this.#presence.user(uid);
+    const conns = [...this.#presence.sessionsOf(uid)].length;
+    void this.#shardState().then((shard) => {
+      shard.reports.set(uid, { uid, name: user?.name ?? name ?? uid, conns });
+      this.#sendReports(shard);
+    });
+  }
+
+  /** After a restart or when the root asks: this shard's whole membership, replacing what the root had. */
+  #reportAll(shard: ShardState): void {
+    shard.replace = true;
+    for (const uid of this.#presence.uids()) {
+      shard.reports.set(uid, { uid, name: this.#presence.user(uid)!.name, conns: [...this.#presence.sessionsOf(uid)].length });
+    }
+    this.#sendReports(shard);
+  }
+
+  #sendReports(shard: ShardState): void {
+    if (shard.reports.size === 0 && !shard.replace) return;
+    if (this.#reporting) return;
+    this.#reporting = true;
+    setTimeout(() => {
+      this.#reporting = false;
+      const counts = [...shard.reports.values()];
+      const replace = shard.replace;
+      shard.reports.clear();
+      shard.replace = false;
+      shard.root.shardMembers(shard.role.room, shard.role.index, counts, replace).catch(() => {
+        // The root is restarting: it asks every shard to report again when it wakes.
+      });
+    }, 0);
+  }
+
+  #reporting = false;
+
+  shardResync(): void {
+    if (this.#role) void this.#shardState().then((shard) => this.#reportAll(shard));
+  }
+
+  shardStats(): { connections: number; delivered: number } {
+    return { connections: this.#sessions.size, delivered: this.#counters.values.delivered };
   }
 
   // ---- delivery (delivery.ts: order, batching, held presence) ----------------------------
 
   readonly #delivery = new Delivery(this.#sessions);
 
+  /** A user's first connection (`joiner`), or a state change. A shard reports it to its root instead. */
   #announce(event: "join" | "update", uid: string, joiner?: Session): void {
+    if (this.#role) return this.#report(uid);
     if (this.#counted()) return;
-    const user = this.#presence.user(uid);
-    if (user) this.#announceText(JSON.stringify({ type: "presence", event, user }), joiner);
+    const entry = this.#members ? this.#members.entry(uid) : this.#presence.user(uid);
+    if (!entry) return;
+    const user = { id: entry.id, name: entry.name, state: entry.state };
+    const text = JSON.stringify({ type: "presence", event, user });
+    if (this.#fanout) return this.#fanout.push({ text, uid, event, entry: this.#members!.entry(uid)! });
+    this.#announceText(text, joiner?.order);
   }
 
+  /** A user's last connection is gone. A shard reports it to its root instead. */
   #announceLeave(user: UserRef): void {
+    if (this.#role) return this.#report(user.id, user.name);
     if (this.#counted()) return;
-    this.#announceText(JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } }));
+    const text = JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } });
+    if (this.#fanout) return this.#fanout.push({ text, uid: user.id, event: "leave" });
+    this.#announceText(text);
+  }
+
+  /** Users in the room: its own, or a sharded root's room-wide count. */
+  get #users(): number {
+    return this.#members ? this.#members.size : this.#presence.size;
   }
 
   /**
@@ -455,7 +859,7 @@ export class Room extends DurableObject<Env> {
    * as a count instead, at most once a second, on the alarm when it is not yet due.
    */
   #counted(): boolean {
-    if (!this.#crowd.absorbs(this.#presence.size)) return false;
+    if (!this.#crowd.absorbs(this.#users)) return false;
     this.#countSoon(Date.now());
     return true;
   }
@@ -465,16 +869,23 @@ export class Room extends DurableObject<Env> {
       this.#crowd.pending = true;
       return this.#scheduleAlarm(this.#crowd.due);
     }
-    const users = this.#presence.size;
+    const users = this.#users;
     const frame = this.#crowd.tick(users, now);
-    if (frame === "count") this.#delivery.broadcast(`{"type":"presence","event":"count","count":${users}}`);
+    if (frame === "count") {
+      const text = `{"type":"presence","event":"count","count":${users}}`;
+      this.#delivery.broadcast(text);
+      this.#fanout?.push({ text, event: "count", count: users });
+    }
     if (frame === "sync") {
-      this.#delivery.broadcast(`{"type":"presence","event":"sync","users":${this.#presence.listJson()}}`);
+      const list = this.#members ? this.#members.list() : null;
+      const text = `{"type":"presence","event":"sync","users":${list ? JSON.stringify(list) : this.#presence.listJson()}}`;
+      this.#delivery.broadcast(text);
+      this.#fanout?.push({ text, event: "sync", users: list ?? [] });
     }
   }
 
-  #announceText(text: string, joiner?: Session): void {
-    const due = this.#delivery.announce(text, joiner);
+  #announceText(text: string, before?: number): void {
+    const due = this.#delivery.announce(text, before);
     if (due !== null) this.#scheduleAlarm(due);
   }
 
@@ -482,6 +893,16 @@ export class Room extends DurableObject<Env> {
     this.#delivery.send(session, JSON.stringify(frame));
   }
 }
+
+/** A direct message frame, serialized once for every socket of its target. */
+function directText(from: UserRef, data: unknown, id: string | undefined): string {
+  return JSON.stringify({ type: "direct", from, data, ...(id === undefined ? {} : { id }) });
+}
+
+/** How long a failed stream call waits before the root tells that shard its seq again. */
+const REPAIR_AFTER_MS = 1000;
+/** Messages per root call when a shard repairs a gap. */
+const REPAIR_PAGE = 256;
 
 function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   try {

@@ -1,7 +1,7 @@
 // The Worker's fetch handler: answers /health, authenticates every room request, and routes it to the room's
 // Durable Object. Nothing reaches a room unless auth passed.
 import { capabilitiesFor, isFailure, tokenFrom, verifyToken, type Identity } from "./auth";
-import { ConfigError, loadConfig, type Config } from "../config";
+import { ConfigError, loadConfig, shardsFor, type Config } from "../config";
 import { originAllowed, preflight, withCors } from "./cors";
 import { mintDevToken } from "./devtoken";
 import type { Env } from "../env";
@@ -10,6 +10,7 @@ import { HistoryQuery, IdempotencyKey, PublishBody, ROOM_NAME, type Capability }
 import { UpgradeLimiter } from "./upgrade-limit";
 import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
 import { JOIN_HEADER, type Join } from "../room/room";
+import { shardName } from "../room/shards";
 
 
 const upgrades = new UpgradeLimiter();
@@ -89,12 +90,19 @@ async function handleRoom(
   const stub = env.ROOMS.get(env.ROOMS.idFromName(room));
   const user = { id: identity.id, name: identity.name };
   switch (action) {
-    case "ws":
-      return join(stub, url, room, identity, caps);
+    case "ws": {
+      // A sharded room's sockets go to its shards, spread at random (shards.ts); its HTTP routes to
+      // the root, like any room's.
+      const shards = shardsFor(config, room);
+      if (shards < 2) return join(stub, url, room, identity, caps);
+      const index = Math.floor(Math.random() * shards);
+      const shard = env.ROOMS.get(env.ROOMS.idFromName(shardName(room, index)));
+      return join(shard, url, room, identity, caps, { index, count: shards });
+    }
     case "messages": {
       const body = await readPublish(request, config);
       if (isFailure(body)) return body;
-      const published = await stub.publish(user, body.data, body.key);
+      const published = await stub.publish(room, user, body.data, body.key);
       if ("retryAfterSec" in published) {
         const { PUBLISH_BURST: burst, PUBLISH_RATE_PER_SEC: rate } = config;
         const why = `more than ${burst} publishes at once or ${rate} per second from ${user.id} in this room`;
@@ -105,10 +113,10 @@ async function handleRoom(
     case "history": {
       const query = HistoryQuery.safeParse(nonEmptyParams(url, ["before", "limit"]));
       if (!query.success) return failure("bad_request", `bad query: ${query.error.issues[0]?.message}`);
-      return json(await stub.history(query.data.before, query.data.limit));
+      return json(await stub.history(room, query.data.before, query.data.limit));
     }
     case "presence":
-      return json(await stub.presence());
+      return json(await stub.presence(room));
     case "stats":
       return json(await stub.stats(room));
   }
@@ -120,6 +128,7 @@ async function join(
   room: string,
   identity: Identity,
   caps: Set<Capability>,
+  shard?: Join["shard"],
 ): Promise<Response | Failure> {
   const params = nonEmptyParams(url, ["since", "epoch", "resume"]);
   let since: number | undefined;
@@ -137,6 +146,7 @@ async function join(
     ...(since === undefined ? {} : { since }),
     ...(params.epoch === undefined ? {} : { epoch: params.epoch.slice(0, 64) }),
     ...(params.resume === undefined ? {} : { resume: params.resume }),
+    ...(shard === undefined ? {} : { shard }),
   };
   // A fresh request: nothing the client sent (headers included) reaches the room but this.
   return stub.fetch("https://room.internal/ws", {

@@ -2,7 +2,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { capabilitiesFor, type Identity } from "../../src/worker/auth";
-import { ConfigError, loadConfig } from "../../src/config";
+import { ConfigError, loadConfig, shardsFor } from "../../src/config";
 import worker from "../../src/worker/index";
 import { KeyedBuckets, SlidingCounter, TokenBucket } from "../../src/room/rate-limit";
 import { UpgradeLimiter } from "../../src/worker/upgrade-limit";
@@ -125,6 +125,11 @@ describe("config: nonsense values are rejected at start-up", () => {
     ["IDLE_TIMEOUT_SEC", "NaN"],
     ["AUTH_JWKS_URL", "not a url"],
     ["DEV_TOKENS", "yes please"],
+    ["SHARDED_ROOMS", "live-*:1"],
+    ["SHARDED_ROOMS", "live-*:65"],
+    ["SHARDED_ROOMS", "live-*"],
+    ["SHARDED_ROOMS", "bad room:4"],
+    ["SHARDED_ROOMS", "live-*:4,oops"],
   ])("rejects %s=%s", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
   });
@@ -150,6 +155,18 @@ describe("config: nonsense values are rejected at start-up", () => {
     await expectFailure(res, 500, "misconfigured");
     const res2 = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), { ...env, RATE_LIMIT_BURST: "abc" } as never);
     await expectFailure(res2, 500, "misconfigured");
+  });
+});
+
+describe("SHARDED_ROOMS: which rooms are sharded, and into how many", () => {
+  it("takes an exact name over prefixes, the longest prefix over shorter ones, and 1 for the rest", () => {
+    const config = loadConfig({ SHARDED_ROOMS: "live-*:8, live-big-*:16 ,town-hall:4,live-exact:2" });
+    expect(shardsFor(config, "live-match")).toBe(8);
+    expect(shardsFor(config, "live-big-final")).toBe(16);
+    expect(shardsFor(config, "live-exact")).toBe(2);
+    expect(shardsFor(config, "town-hall")).toBe(4);
+    expect(shardsFor(config, "town-hall-2")).toBe(1);
+    expect(shardsFor(loadConfig({}), "live-match")).toBe(1);
   });
 });
 

@@ -1,0 +1,340 @@
+// Giant rooms: one room served by several Durable Objects. One object has one thread and at
+// most 32,768 sockets, so a live event with 100,000 viewers cannot be one object; yet clients
+// must still see one room: one gap-free `seq`, every message once and in order, resume on any
+// shard. So the work is split by what needs one owner and what does not:
+//
+// - The root (the object named by the room, as for any room) sequences: it assigns `seq`, writes
+//   history and idempotency keys, and keeps the room-wide presence index. It owns no sockets.
+// - Shards (`<room>#<i>`, the same class) own sockets only. A shard forwards each accepted frame
+//   to the root over RPC, and the root sends every stored message and presence event to every
+//   shard over one stub per shard: calls through one stub arrive in order (E-order), so each
+//   shard sees the room's events in the root's order and delivers them with its own batching.
+// - A shard that sees a gap in `seq` (the root restarted and its in-flight calls were lost, or a
+//   call failed) fetches the missing range from the root before it delivers anything newer.
+// - A reconnect storm must not become one root call per client: a shard answers resumes from the
+//   tail of recent messages it keeps, and asks the root only for what the tail lacks.
+// - Presence reaches the root as absolute per-shard connection counts, batched per turn; absolute
+//   counts make a repeated or re-sent report harmless. A shard that restarts (its sockets gone
+//   without close events) reports its whole membership again, replacing what it had.
+//
+// Partyserver's sharding example and partysub fan out without a sequencer, so a message can be
+// missed or reordered across shards; here the root's seq and the gap repair rule that out.
+import type { PresenceEntry, UserRef } from "../protocol";
+
+/** Room names cannot contain `#`, so no shard's name is a room's. */
+export function shardName(room: string, index: number): string {
+  return `${room}#${index}`;
+}
+
+/** What a shard knows of its role; kept in its storage, since it wakes with no request to tell it. */
+export interface ShardRole {
+  room: string;
+  index: number;
+  count: number;
+}
+
+/**
+ * One event of the root's stream to its shards, in order. A message carries its `seq`; a
+ * presence event the user it is about (`uid`), so a shard can spare a joiner the `join` its
+ * welcome already listed; `to` limits a direct message to one user's sockets.
+ */
+export interface StreamItem {
+  text: string;
+  seq?: number;
+  uid?: string;
+  event?: "join" | "leave" | "update" | "count" | "sync";
+  /** a presence user's entry (join/update) or the whole list (sync), for the shard's mirror */
+  entry?: PresenceEntry;
+  users?: PresenceEntry[];
+  count?: number;
+  to?: string;
+}
+
+/** What a shard needs before it can welcome anyone: the root's state at one instant. */
+export interface Snapshot {
+  epoch: string;
+  seq: number;
+  resumeKey: string;
+  /** the room-wide list, or null while the room is above PRESENCE_LIMIT (then `count`) */
+  users: PresenceEntry[] | null;
+  count: number;
+}
+
+/** A shard's report of one user: how many of its sockets that user has now (0: none left). */
+export interface MemberCount {
+  uid: string;
+  name: string;
+  conns: number;
+}
+
+/** Messages a shard keeps for resumes, newest last; covers `size` messages of traffic. */
+export const TAIL_SIZE = 2048;
+
+export class Tail {
+  readonly #frames: string[] = [];
+  /** seq of #frames[0] */
+  #first = 1;
+
+  constructor(private readonly size = TAIL_SIZE) {}
+
+  /** Appends the message `seq` (always the next one: the shard repairs gaps before this). */
+  push(seq: number, text: string): void {
+    if (this.#frames.length === 0 || seq !== this.#first + this.#frames.length) {
+      this.#frames.length = 0;
+      this.#first = seq;
+    }
+    this.#frames.push(text);
+    if (this.#frames.length > this.size) {
+      this.#frames.splice(0, this.#frames.length - this.size);
+      this.#first = seq - this.size + 1;
+    }
+  }
+
+  /** Frames after `since` up to `head`, or undefined when the tail does not reach back that far. */
+  after(since: number, head: number): string[] | undefined {
+    if (since >= head) return [];
+    if (this.#frames.length === 0 || since + 1 < this.#first) return undefined;
+    return this.#frames.slice(since + 1 - this.#first, head + 1 - this.#first);
+  }
+}
+
+/** Root side: the room-wide presence of a sharded room, as connection counts per shard. */
+export class ShardedMembers {
+  readonly #users = new Map<string, { name: string; shards: Map<number, number> }>();
+  /** Per-user presence state, kept like an unsharded room's (the `presence` table). */
+  readonly #states = new Map<string, Record<string, unknown>>();
+
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS shard_members (shard INTEGER NOT NULL, uid TEXT NOT NULL, name TEXT NOT NULL, conns INTEGER NOT NULL, PRIMARY KEY (shard, uid))`,
+    );
+    sql.exec(`CREATE TABLE IF NOT EXISTS presence (uid TEXT PRIMARY KEY, state TEXT NOT NULL)`);
+    for (const row of sql.exec<{ shard: number; uid: string; name: string; conns: number }>(
+      `SELECT shard, uid, name, conns FROM shard_members`,
+    )) {
+      this.#set(Number(row.shard), row.uid, row.name, Number(row.conns));
+    }
+    for (const row of sql.exec<{ uid: string; state: string }>(`SELECT uid, state FROM presence`)) {
+      this.#states.set(row.uid, JSON.parse(row.state) as Record<string, unknown>);
+    }
+  }
+
+  setState(uid: string, state: Record<string, unknown>): void {
+    if (!this.#users.has(uid)) return;
+    this.#states.set(uid, state);
+    this.sql.exec(
+      `INSERT INTO presence (uid, state) VALUES (?, ?) ON CONFLICT(uid) DO UPDATE SET state = excluded.state`,
+      uid,
+      JSON.stringify(state),
+    );
+  }
+
+  entry(uid: string): PresenceEntry | undefined {
+    const u = this.#users.get(uid);
+    return u && { id: uid, name: u.name, state: this.#states.get(uid) ?? {}, connections: this.connections(uid) };
+  }
+
+  /** The first `max` users, in the order they came. */
+  list(max = Infinity): PresenceEntry[] {
+    const out: PresenceEntry[] = [];
+    for (const uid of this.#users.keys()) {
+      if (out.length >= max) break;
+      out.push(this.entry(uid)!);
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.#users.size;
+  }
+
+  has(uid: string): boolean {
+    return this.#users.has(uid);
+  }
+
+  /** Room-wide connections of `uid`. */
+  connections(uid: string): number {
+    let n = 0;
+    for (const c of this.#users.get(uid)?.shards.values() ?? []) n += c;
+    return n;
+  }
+
+  /** The shards `uid` has sockets on. */
+  shardsOf(uid: string): number[] {
+    return [...(this.#users.get(uid)?.shards.keys() ?? [])];
+  }
+
+  user(uid: string): UserRef | undefined {
+    const u = this.#users.get(uid);
+    return u && { id: uid, name: u.name };
+  }
+
+  uids(): IterableIterator<string> {
+    return this.#users.keys();
+  }
+
+  /**
+   * Applies one shard's report; `replace`: it is the shard's whole membership (after a restart).
+   * Returns the users who arrived in the room and those who left it.
+   */
+  report(shard: number, counts: MemberCount[], replace: boolean): { joined: string[]; left: string[] } {
+    const before = new Set(this.#users.keys());
+    if (replace) {
+      const reported = new Set(counts.map((c) => c.uid));
+      for (const [uid, u] of this.#users) {
+        if (u.shards.has(shard) && !reported.has(uid)) this.#store(shard, uid, u.name, 0);
+      }
+    }
+    for (const c of counts) this.#store(shard, c.uid, c.name, c.conns);
+    const joined = [...this.#users.keys()].filter((uid) => !before.has(uid));
+    const left = [...before].filter((uid) => !this.#users.has(uid));
+    for (const uid of left) {
+      this.#states.delete(uid);
+      this.sql.exec(`DELETE FROM presence WHERE uid = ?`, uid);
+    }
+    return { joined, left };
+  }
+
+  #store(shard: number, uid: string, name: string, conns: number): void {
+    if (conns > 0) {
+      this.sql.exec(
+        `INSERT INTO shard_members (shard, uid, name, conns) VALUES (?, ?, ?, ?) ON CONFLICT(shard, uid) DO UPDATE SET name = excluded.name, conns = excluded.conns`,
+        shard,
+        uid,
+        name,
+        conns,
+      );
+    } else {
+      this.sql.exec(`DELETE FROM shard_members WHERE shard = ? AND uid = ?`, shard, uid);
+    }
+    this.#set(shard, uid, name, conns);
+  }
+
+  #set(shard: number, uid: string, name: string, conns: number): void {
+    let u = this.#users.get(uid);
+    if (conns <= 0) {
+      u?.shards.delete(shard);
+      if (u && u.shards.size === 0) this.#users.delete(uid);
+      return;
+    }
+    if (!u) this.#users.set(uid, (u = { name, shards: new Map() }));
+    u.name = name;
+    u.shards.set(shard, conns);
+  }
+}
+
+/** Root side: one ordered stream per shard, flushed together once the events queued behind this one have run. */
+export class Fanout {
+  readonly #stubs: DurableObjectStub<ShardTarget>[] = [];
+  readonly #queues: StreamItem[][];
+  #flushing = false;
+  /** Shards whose last call failed: the alarm tells them the root's seq, and they repair the gap. */
+  readonly failed = new Set<number>();
+
+  constructor(
+    readonly count: number,
+    stub: (index: number) => DurableObjectStub<ShardTarget>,
+    private readonly onFailure: () => void,
+  ) {
+    // One stub per shard for the life of this instance: calls through it arrive in order.
+    for (let i = 0; i < count; i++) this.#stubs.push(stub(i));
+    this.#queues = Array.from({ length: count }, () => []);
+  }
+
+  /** To every shard (`only`: to these shards). */
+  push(item: StreamItem, only?: Iterable<number>): void {
+    for (const i of only ?? this.#queues.keys()) this.#queues[i]!.push(item);
+    if (this.#flushing) return;
+    this.#flushing = true;
+    // A zero-delay turn, like the outbox's drain: it exists only while events flow, and lets a
+    // burst of publishes reach each shard as one call instead of one call each.
+    setTimeout(() => this.flush(), 0);
+  }
+
+  /** Sends what is queued; `seq`: the root's current seq, so a shard can see a gap at the end. */
+  flush(seq?: number): void {
+    this.#flushing = false;
+    for (const [i, queue] of this.#queues.entries()) {
+      if (queue.length === 0 && !(seq !== undefined && this.failed.has(i))) continue;
+      this.#queues[i] = [];
+      this.failed.delete(i);
+      this.#stubs[i]!.stream(queue, seq ?? null).catch(() => {
+        this.failed.add(i);
+        this.onFailure();
+      });
+    }
+  }
+
+  stubOf(index: number): DurableObjectStub<ShardTarget> {
+    return this.#stubs[index]!;
+  }
+}
+
+/** The shard-side RPC surface the root calls (implemented by Room in its shard role). */
+export interface ShardTarget extends Rpc.DurableObjectBranded {
+  stream(items: StreamItem[], rootSeq: number | null): Promise<void>;
+  shardStats(): { connections: number; delivered: number };
+  shardResync(): void;
+}
+
+/** Shard side: the room-wide presence as the root last told it, for welcomes. */
+export class Mirror {
+  /** Each user, and the first session order that learned it from a welcome (the join is not for them). */
+  readonly #users = new Map<string, { entry: PresenceEntry; since: number }>();
+  /** The room's count while it is above PRESENCE_LIMIT (the list is then empty). */
+  counting: number | null = null;
+  #json: string | undefined;
+
+  reset(snapshot: Pick<Snapshot, "users" | "count">, nextOrder: number): void {
+    this.#users.clear();
+    this.#json = undefined;
+    this.counting = snapshot.users === null ? snapshot.count : null;
+    for (const entry of snapshot.users ?? []) this.#users.set(entry.id, { entry, since: nextOrder });
+  }
+
+  get size(): number {
+    return this.counting ?? this.#users.size;
+  }
+
+  /** A local session of a user the mirror lacks: list it in its welcome now, before the root's join arrives. */
+  ensure(user: UserRef, order: number): void {
+    if (this.counting !== null || this.#users.has(user.id)) return;
+    this.#users.set(user.id, { entry: { ...user, state: {}, connections: 1 }, since: order });
+    this.#json = undefined;
+  }
+
+  /**
+   * Applies one presence event of the stream; returns the session order below which sessions
+   * must be sent it (Infinity: all; a join goes only to sessions whose welcome did not list the user).
+   */
+  apply(item: StreamItem, nextOrder: number): number {
+    this.#json = undefined;
+    switch (item.event) {
+      case "join": {
+        const known = this.#users.get(item.uid!);
+        const since = known?.since ?? nextOrder;
+        this.#users.set(item.uid!, { entry: item.entry!, since });
+        return since;
+      }
+      case "update":
+        this.#users.set(item.uid!, { entry: item.entry!, since: this.#users.get(item.uid!)?.since ?? nextOrder });
+        return Infinity;
+      case "leave":
+        this.#users.delete(item.uid!);
+        return Infinity;
+      case "count":
+        this.#users.clear();
+        this.counting = item.count!;
+        return Infinity;
+      case "sync":
+        this.reset({ users: item.users!, count: item.users!.length }, nextOrder);
+        return Infinity;
+      default:
+        return Infinity;
+    }
+  }
+
+  listJson(): string {
+    return (this.#json ??= JSON.stringify([...this.#users.values()].map((u) => u.entry)));
+  }
+}

@@ -1,0 +1,179 @@
+// A sharded room behaves like one room (SHARDED_ROOMS here: "giant-*:4,pair:2"): one gap-free
+// seq however many shard objects its sockets are on, resume on any shard, direct across shards,
+// room-wide presence, stats per shard, and no message lost when the root or a shard is evicted.
+import { env } from "cloudflare:workers";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { MessageFrame, RoomStats } from "../../../src/protocol";
+import { call } from "../../support/http";
+import { connect, type TestSocket } from "../../support/socket";
+import { tokenFor } from "../../support/tokens";
+
+const rootOf = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
+const shardOf = (room: string, i: number) => env.ROOMS.get(env.ROOMS.idFromName(`${room}#${i}`));
+
+async function crowd(room: string, n: number, prefix = "u"): Promise<TestSocket[]> {
+  const socks = await Promise.all(
+    Array.from({ length: n }, async (_, i) => connect(room, { token: await tokenFor(`${prefix}${i}`, room) })),
+  );
+  await Promise.all(socks.map((s) => s.next("welcome")));
+  return socks;
+}
+
+async function stats(room: string): Promise<RoomStats> {
+  const r = await call("GET", `/rooms/${room}/stats`, { token: await tokenFor("ops", room) });
+  expect(r.status).toBe(200);
+  return r.json as RoomStats;
+}
+
+const seqs = (s: TestSocket) => s.frames.filter((f): f is MessageFrame => f.type === "message").map((m) => m.seq);
+
+/** The shard each socket is on, read from each shard's own sockets (by connection id). */
+async function shardIndexes(room: string, socks: TestSocket[], count: number): Promise<number[]> {
+  const where = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    const ids = await runInDurableObject(shardOf(room, i), (_r, state) =>
+      state.getWebSockets().map((ws) => (ws.deserializeAttachment() as { c: string }).c),
+    );
+    for (const id of ids) where.set(id, i);
+  }
+  return Promise.all(socks.map(async (s) => where.get((await s.next("welcome")).connectionId)!));
+}
+
+describe("a sharded room is one room", () => {
+  it("spreads connections over its shards, and stats shows each shard and the total", async () => {
+    const room = "giant-spread";
+    const socks = await crowd(room, 40);
+    const st = await stats(room);
+    expect(st.connections).toBe(40);
+    expect(st.shards).toHaveLength(4);
+    expect(st.shards!.reduce((a, s) => a + s.connections, 0)).toBe(40);
+    for (const s of st.shards!) expect(s.connections).toBeLessThanOrEqual(1.5 * (40 / 4) + 10);
+    expect(new Set(await shardIndexes(room, socks, 4)).size).toBeGreaterThan(1);
+    expect(st.users).toBe(40);
+  });
+
+  it("gives every client the same gap-free sequence, publishes from every shard and over HTTP, echo as ack", async () => {
+    const room = "giant-order";
+    const socks = await crowd(room, 12);
+    const token = await tokenFor("server", room, ["publish"]);
+    let n = 0;
+    for (let round = 0; round < 3; round++) {
+      for (const [i, s] of socks.entries()) s.send({ type: "publish", data: `s${i}.${round}`, id: `id-${i}-${round}` });
+      const r = await call("POST", `/rooms/${room}/messages`, { token, body: { data: `http.${round}` } });
+      expect(r.status).toBe(201);
+      n += socks.length + 1;
+    }
+    for (const s of socks) await s.collect("message", n, 10_000);
+    const expected = Array.from({ length: n }, (_, i) => i + 1);
+    for (const s of socks) expect(seqs(s)).toEqual(expected);
+    // each socket got its own echo (with its id) once
+    for (const [i, s] of socks.entries()) {
+      const mine = s.frames.filter((f) => f.type === "message" && f.id?.startsWith(`id-${i}-`));
+      expect(mine).toHaveLength(3);
+    }
+    const texts = socks.map((s) => JSON.stringify(s.frames.filter((f) => f.type === "message")));
+    expect(new Set(texts).size).toBe(1); // the very same frames everywhere
+  });
+
+  it("resumes on whichever shard the reconnect lands, replaying exactly what was missed", async () => {
+    const room = "giant-resume";
+    const [pub] = await crowd(room, 1, "pub");
+    const tok = await tokenFor("reader", room, ["subscribe"]);
+    for (let attempt = 0; attempt < 6; attempt++) {
+      const r = await connect(room, { token: tok });
+      const w = await r.next("welcome");
+      pub!.send({ type: "publish", data: `live-${attempt}` });
+      const live = await r.next("message");
+      r.close();
+      await r.closed;
+      for (let k = 0; k < 3; k++) pub!.send({ type: "publish", data: `missed-${attempt}-${k}` });
+      await pub!.next("message", (m) => m.data === `missed-${attempt}-2`);
+      const back = await connect(room, { token: tok, query: { since: live.seq, epoch: w.epoch, resume: w.resume } });
+      expect(await back.next("welcome")).toMatchObject({ recovered: true, seq: live.seq + 3 });
+      expect((await back.collect("message", 3)).map((m) => m.data)).toEqual([0, 1, 2].map((k) => `missed-${attempt}-${k}`));
+      back.close();
+    }
+  });
+
+  it("delivers direct messages to a user on another shard, and not_found for an absent one", async () => {
+    const room = "giant-direct";
+    const socks = await crowd(room, 16);
+    const where = await shardIndexes(room, socks, 4);
+    const from = 0;
+    const to = where.findIndex((w) => w !== where[from]);
+    expect(to).toBeGreaterThan(0);
+    socks[from]!.send({ type: "direct", to: `u${to}`, data: "psst", id: "d1" });
+    expect(await socks[from]!.next("ack")).toMatchObject({ id: "d1" });
+    expect(await socks[to]!.next("direct")).toMatchObject({ from: { id: `u${from}` }, data: "psst" });
+    socks[from]!.send({ type: "direct", to: "nobody", data: "x", id: "d2" });
+    expect(await socks[from]!.next("error", (e) => e.id === "d2")).toMatchObject({ code: "not_found" });
+    // nobody else got it
+    expect(socks.filter((s) => s.frames.some((f) => f.type === "direct"))).toHaveLength(1);
+  });
+
+  it("keeps presence room-wide: welcomes list everyone, joins and leaves reach every shard once", async () => {
+    const room = "giant-presence";
+    const first = await crowd(room, 8);
+    const late = await connect(room, { token: await tokenFor("late", room) });
+    const w = await late.next("welcome");
+    // the room-wide list: everyone, on whatever shard
+    await expect.poll(async () => (await call("GET", `/rooms/${room}/presence`, { token: await tokenFor("x", room) })).json.count).toBe(9);
+    expect(w.presence.map((p) => p.id)).toContain("late");
+    for (const s of first) await s.next("presence", (p) => p.event === "join" && p.user.id === "late");
+    first[3]!.close();
+    for (const s of [...first.slice(0, 3), ...first.slice(4), late]) {
+      await s.next("presence", (p) => p.event === "leave" && p.user.id === "u3");
+    }
+    for (const s of first.slice(0, 3)) {
+      const joins = s.frames.filter((f) => f.type === "presence" && f.event === "join" && f.user.id === "late");
+      expect(joins).toHaveLength(1);
+    }
+    expect(late.frames.some((f) => f.type === "presence" && f.event === "join" && f.user.id === "late")).toBe(false);
+  });
+
+  it("repairs a gap: a message the root stored but never streamed reaches every shard before the next", async () => {
+    const room = "giant-gap";
+    const socks = await crowd(room, 8);
+    socks[0]!.send({ type: "publish", data: "one" });
+    for (const s of socks) await s.next("message", (m) => m.seq === 1);
+    // As if the root died after storing seq 2 and before its stream call went out.
+    await runInDurableObject(rootOf(room), (_r, state) => {
+      const frame = JSON.stringify({ type: "message", seq: 2, ts: Date.now(), from: { id: "ghost", name: "ghost" }, data: "lost call" });
+      state.storage.sql.exec(`INSERT INTO messages (seq, frame) VALUES (2, ?)`, frame);
+    });
+    await evictDurableObject(rootOf(room));
+    socks[1]!.send({ type: "publish", data: "three" });
+    for (const s of socks) {
+      await s.next("message", (m) => m.seq === 3, 5000);
+      expect(seqs(s)).toEqual([1, 2, 3]);
+      expect(s.frames.find((f) => f.type === "message" && f.seq === 2)).toMatchObject({ data: "lost call" });
+    }
+  });
+
+  it("loses and repeats nothing when the root or a shard is evicted mid-conversation", async () => {
+    const room = "giant-evict";
+    const socks = await crowd(room, 12);
+    const publish = async (k: number) => {
+      socks[k % socks.length]!.send({ type: "publish", data: k });
+    };
+    for (let k = 0; k < 5; k++) await publish(k);
+    await evictDurableObject(rootOf(room));
+    for (let k = 5; k < 10; k++) await publish(k);
+    await evictDurableObject(shardOf(room, 1), { webSockets: "hibernate" });
+    await evictDurableObject(shardOf(room, 2), { webSockets: "hibernate" });
+    for (let k = 10; k < 15; k++) await publish(k);
+    for (const s of socks) {
+      await s.collect("message", 15, 10_000);
+      expect(seqs(s)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    }
+  });
+
+  it("routes a room SHARDED_ROOMS does not name to one object, as before", async () => {
+    const room = "plain-room";
+    await crowd(room, 3);
+    const st = await stats(room);
+    expect(st.shards).toBeUndefined();
+    expect(st.connections).toBe(3);
+  });
+});
