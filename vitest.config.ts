@@ -51,6 +51,9 @@ export default defineConfig(async () => {
           HISTORY_LIMIT: "50",
           MAX_MESSAGE_BYTES: "4096",
         }),
+        // The default HISTORY_LIMIT (1000): history longer than a default page, which the room
+        // project's retention of 50 cannot hold.
+        pool("history", ["test/history/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "100000" }),
         pool("no-key", ["test/no-key/**/*.test.ts"], {}),
         pool("upgrade-limit", ["test/upgrade-limit/**/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(
