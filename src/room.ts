@@ -45,6 +45,8 @@ export class Room extends DurableObject<Env> {
   readonly #history: History;
   readonly #presence: Presence;
   readonly #counters: Counters;
+  /** How many times the room's object has been started (counters.ts). */
+  readonly #starts: number;
   readonly #idempotency: IdempotencyKeys;
   /** Live sessions by socket: the in-memory index the hot path reads instead of getWebSockets(). */
   readonly #sessions = new Map<WebSocket, Session>();
@@ -70,6 +72,7 @@ export class Room extends DurableObject<Env> {
     this.#history = new History(this.#sql, this.#config.HISTORY_LIMIT);
     this.#presence = new Presence(this.#sql);
     this.#counters = new Counters(this.#sql);
+    this.#starts = this.#counters.countStart();
     this.#idempotency = new IdempotencyKeys(this.#sql);
     // Answered by the runtime itself, without waking a hibernated room.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
@@ -361,6 +364,7 @@ export class Room extends DurableObject<Env> {
       users: this.#presence.size,
       seq: this.#history.seq,
       epoch: this.#epoch,
+      starts: this.#starts,
       ...this.#counters.values,
     };
   }
