@@ -17,7 +17,7 @@ const HIGHLIGHTS = {
   restart: (x) =>
     `${x.restarts} restart(s); recovered ${x.recovered}/${x.resumedCovered} resumes inside history, ${x.staleDetected} stale views reported; seq repeated: ${x.seqRepeated}; ghosts: ${x.ghosts}`,
   hibernation: (x) =>
-    `${x.silenceSec} s silence (pings only); identities, presence, seq and rate limit held: ${x.held}`,
+    `${x.silenceSec} s silence (pings only); room evicted and woken with its sockets (object starts ${x.startsBefore} → ${x.startsAfter}): ${x.evicted}; identities, presence, seq and rate limit held after the wake-up: ${x.held}`,
   "slow-peers": (x) =>
     `others got ${x.pushedWhilePausedMB} MB in ${Math.round(x.pausedTotalMs)} ms past a paused reader (${Math.round(x.quietTotalMs)} ms with none); hung peer swept ${x.vanishedClose} after ${x.hungRemovedSec} s (idle ${x.idleCloseSec} s), dead one dropped in ${x.deadRemovedMs} ms; leaves announced: ${x.leaveAnnounced}`,
 };

@@ -250,6 +250,8 @@ export interface RoomStats {
   users: number;
   seq: number;
   epoch: string;
+  /** times the room's object was started: first use, then each wake-up after hibernation or eviction */
+  starts: number;
   published: number;
   delivered: number;
   rejected: number;

@@ -19,6 +19,19 @@ export class Counters {
     }
   }
 
+  /**
+   * Counts one start of the room's object: its first use, or a wake-up after hibernation or
+   * eviction. Written at once, unlike the others: starts are rare, and the count must outlive
+   * the very eviction it records. Returns the count, this start included.
+   */
+  countStart(): number {
+    return this.sql
+      .exec<{ value: number }>(
+        `INSERT INTO counters (name, value) VALUES ('starts', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value`,
+      )
+      .one().value;
+  }
+
   /** Adds to a counter; returns true when this made the set dirty (a flush must be scheduled). */
   add(name: CounterName, n = 1): boolean {
     this.values[name] += n;

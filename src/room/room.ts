@@ -87,6 +87,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   readonly #presence: Presence;
   readonly #crowd: Crowd;
   readonly #counters: Counters;
+  /** How many times the room's object has been started (counters.ts). */
+  readonly #starts: number;
   readonly #idempotency: IdempotencyKeys;
   readonly #resumeTokens: ResumeTokens;
   /** Live sessions by socket: the in-memory index the hot path reads instead of getWebSockets(). */
@@ -136,6 +138,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#presence = new Presence(this.#sql);
     this.#crowd = new Crowd(this.#sql, this.#config.PRESENCE_LIMIT);
     this.#counters = new Counters(this.#sql);
+    this.#starts = this.#counters.countStart();
     this.#idempotency = new IdempotencyKeys(this.#sql);
     // Answered by the runtime itself, without waking a hibernated room.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
@@ -561,6 +564,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       users: this.#users,
       seq: this.#history.seq,
       epoch: this.#epoch,
+      starts: this.#starts,
       ...this.#counters.values,
     };
     if (!this.#fanout) return stats;

@@ -3,7 +3,7 @@
 // `recovered` is true when history covers the gap and false when it does not, seq never
 // repeats, and presence shows no ghosts of the users who did not come back.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { presenceById, sleep, streamProblems, type RoomClient } from "./support/client";
+import { eventually, presenceById, sleep, streamProblems, type RoomClient } from "./support/client";
 import { figuresFor, FULL, measured } from "./support/figures";
 import { allCaps, clients, crashes, devServer, HttpPublisher, roomPresence, roomStats, type DevServer } from "./support/server";
 
@@ -57,9 +57,7 @@ describe("room restart", () => {
 
           // the publisher resumed on its own (its retries carry the same key): let it move past the gap
           const target = Math.max(publisher.lastSeq, ...returning.map((cl) => cl.lastSeq!)) + 5;
-          await new Promise<void>((resolve) => {
-            const t = setInterval(() => publisher.lastSeq >= target && (clearInterval(t), resolve()), 20);
-          });
+          await eventually(async () => (publisher.lastSeq >= target ? true : undefined), `the publisher at seq ${target}`, 30_000);
           const welcomes = await Promise.all(returning.map((cl) => cl.reconnect({ resume: true })));
           figures.resumed += welcomes.length;
           extra.resumedCovered += welcomes.length;
@@ -89,9 +87,8 @@ describe("room restart", () => {
         extra.restartCloseCodes = [...closeCodes].join(",");
 
         // dave resumes from before more than HISTORY_LIMIT messages: the room must say his view is stale
-        await new Promise<void>((resolve) => {
-          const t = setInterval(() => publisher.lastSeq > daveLeftAt + HISTORY_LIMIT + 5 && (clearInterval(t), resolve()), 20);
-        });
+        const pastRetention = daveLeftAt + HISTORY_LIMIT + 5;
+        await eventually(async () => (publisher.lastSeq >= pastRetention + 1 ? true : undefined), `the publisher past seq ${pastRetention}`, 30_000);
         const stale = await d!.reconnect({ resume: true });
         figures.resumed++;
         expect(stale.recovered, "history no longer covers dave's gap").toBe(false);

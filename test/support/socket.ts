@@ -10,6 +10,8 @@ export interface TestSocket {
   texts: string[];
   /** how many WebSocket messages arrived as a batch (a JSON array of frames) */
   batches: () => number;
+  /** how many WebSocket messages arrived in all (a batch counts once) */
+  received: () => number;
   closed: Promise<{ code: number; reason: string }>;
   isClosed(): boolean;
   send(frame: unknown): void;
@@ -45,6 +47,7 @@ export async function connect(room: string, opts: ConnectOptions = {}): Promise<
   const frames: ServerFrame[] = [];
   const texts: string[] = [];
   let batches = 0;
+  let received = 0;
   const waiters = new Set<() => void>();
   let closed = false;
   const closedP = new Promise<{ code: number; reason: string }>((resolve) => {
@@ -55,6 +58,7 @@ export async function connect(room: string, opts: ConnectOptions = {}): Promise<
     });
   });
   ws.addEventListener("message", (e) => {
+    received++;
     const text = typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data as ArrayBuffer);
     let parsed: unknown;
     try {
@@ -93,6 +97,7 @@ export async function connect(room: string, opts: ConnectOptions = {}): Promise<
     frames,
     texts,
     batches: () => batches,
+    received: () => received,
     closed: closedP,
     isClosed: () => closed,
     send: (frame) => ws.send(typeof frame === "string" ? frame : JSON.stringify(frame)),

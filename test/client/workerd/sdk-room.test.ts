@@ -183,16 +183,22 @@ describe("SDK against the room", () => {
       const errors: string[] = [];
       eve.c.on("error", (e) => errors.push(e.code));
       await until(() => eve.c.status === "closed", `closed after ${code}`);
-      await new Promise((r) => setTimeout(r, 300)); // several backoff windows
+      // A client whose token source fails retries on the same backoff: by its 4th attempt eve
+      // has had several backoff windows in which to retry.
+      let tries = 0;
+      client(room, () => (tries++, Promise.reject(new Error("identity provider down"))));
+      await until(() => tries >= 4, "a failing client's 4th attempt");
       expect({ attempts, errors }).toEqual({ attempts: 1, errors: [code] });
     }
   });
 
-  it("keeps the connection past the room's idle timeout with its heartbeat", async () => {
+  it("keeps the connection past the room's idle timeout with its heartbeat", { timeout: 10_000 }, async () => {
     const room = "sdk-idle";
     const alice = client(room, await tokenFor("alice", room));
     await until(() => alice.c.status === "open", "open");
-    await new Promise((r) => setTimeout(r, 3500)); // IDLE_TIMEOUT_SEC = 2 plus the alarm's slack
+    // A later client without heartbeat is swept once idle: by then alice was idle just as long.
+    const idler = client(room, await tokenFor("idler", room), { pingIntervalMs: 60_000 });
+    await until(() => idler.sockets.length === 2, "the idle client's sweep and reconnect", 8000);
     expect(alice.sockets).toHaveLength(1);
     expect(alice.c.status).toBe("open");
   });

@@ -30,6 +30,8 @@ const DEFAULT_WAIT_MS = 15_000;
 export class RoomClient {
   /** Every frame received on any of this client's sockets, in arrival order. */
   readonly frames: ServerFrame[] = [];
+  /** When each of `frames` arrived (performance.now()), so a suite can time an event, not its look at it. */
+  readonly arrivedAt: number[] = [];
   /** Every `message` frame received, across reconnections, in arrival order. */
   readonly messages: MessageFrame[] = [];
   /** Non-JSON texts received (the auto-response "pong"). */
@@ -127,6 +129,7 @@ export class RoomClient {
     // The room may coalesce frames into an array under load: read it in order.
     for (const frame of (Array.isArray(parsed) ? parsed : [parsed]) as ServerFrame[]) {
       this.frames.push(frame);
+      this.arrivedAt.push(performance.now());
       this.onFrame?.(frame);
       if (frame.type === "welcome") {
         conn.welcome = frame;
@@ -191,6 +194,13 @@ export class RoomClient {
       `a ${type} frame`,
       opts.timeoutMs,
     );
+  }
+
+  /** When `frame` (one of `frames`) arrived. */
+  arrivalOf(frame: ServerFrame): number {
+    const i = this.frames.indexOf(frame);
+    if (i < 0) throw new Error("not a frame this client received");
+    return this.arrivedAt[i]!;
   }
 
   /** Waits until this client has seen message `seq`. */
