@@ -27,9 +27,12 @@ describe("adaptive batching", () => {
   it("coalesces a burst into arrays per recipient, every frame once and in seq order", { timeout: 20_000 }, async () => {
     const room = "batch-burst";
     const socks = await crowd(room);
-    const token = await tokenFor("server", room, ["publish"]);
+    // Four senders, so the burst stays within each one's HTTP publish bucket (PUBLISH_BURST).
+    const tokens = await Promise.all([0, 1, 2, 3].map((k) => tokenFor(`server${k}`, room, ["publish"])));
     const total = 10 * SOCKETS;
-    const publishes = Array.from({ length: total }, (_, i) => call("POST", `/rooms/${room}/messages`, { token, body: { data: i } }));
+    const publishes = Array.from({ length: total }, (_, i) =>
+      call("POST", `/rooms/${room}/messages`, { token: tokens[i % 4]!, body: { data: i } }),
+    );
     expect((await Promise.all(publishes)).map((r) => r.status)).toEqual(Array(total).fill(201));
     for (const s of socks) {
       const msgs = await s.collect("message", total, 10_000);
