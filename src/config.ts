@@ -48,8 +48,6 @@ export const ConfigSchema = z.object({
   IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
   /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */
   DEV_TOKENS: bool,
-  /** Serves the benchmark's floor room at /floor/:room/ws. Set only by the bench script. Default false. */
-  BENCH_FLOOR: bool,
 });
 export type Config = z.infer<typeof ConfigSchema>;
 

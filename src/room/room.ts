@@ -9,7 +9,6 @@ import { Delivery } from "./delivery";
 import type { Env } from "../env";
 import { History } from "./history";
 import { IdempotencyKeys } from "./idempotency";
-import { UNBATCHED_ROOM_PREFIX } from "./outbox";
 import { Presence } from "./presence";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
 import { ResumeTokens } from "./resume-token";
@@ -142,7 +141,6 @@ export class Room extends DurableObject<Env> {
       return new Response("room endpoint is internal", { status: 400 });
     }
     const join = JSON.parse(header) as Join;
-    if (this.#config.BENCH_FLOOR && join.room.startsWith(UNBATCHED_ROOM_PREFIX)) this.#delivery.outbox.batching = false;
     const caps = capsToBits(join.caps);
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry. The
@@ -437,7 +435,15 @@ export class Room extends DurableObject<Env> {
 
   // ---- delivery (delivery.ts: order, batching, held presence) ----------------------------
 
-  readonly #delivery = new Delivery(this.#sessions);
+  readonly #delivery = new Delivery(this.#sessions, this.batching);
+
+  /**
+   * Whether busy rooms coalesce frames (outbox.ts). Always on here; a subclass may send frame by
+   * frame (the bench's comparison room). A getter, since a subclass's field would be set too late.
+   */
+  protected get batching(): boolean {
+    return true;
+  }
 
   #announce(event: "join" | "update", uid: string, joiner?: Session): void {
     if (this.#counted()) return;
