@@ -26,7 +26,8 @@ if (!["handshakes", "fanout"].includes(SCENARIO)) {
 }
 
 const server = await startDevServer({
-  vars: { RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", UPGRADE_LIMIT: "1000000", BENCH_FLOOR: "true" },
+  config: "bench/wrangler.toml",
+  vars: { RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", UPGRADE_LIMIT: "1000000" },
 });
 const room = `profile-${Date.now().toString(36)}`;
 

@@ -41,6 +41,9 @@ const ROUNDS = Number(option("--rounds", SMOKE ? 1 : 3));
  */
 const ON_DISK = flag("--disk") || !existsSync("/dev/shm");
 
+/** The bench's own Worker (wrangler.toml there): production's Worker and Room, the floor, an unbatched Room. */
+const BENCH_WORKER = ["wrangler.toml", "worker.ts", "floor.ts"];
+
 /**
  * wrangler dev reloads (and drops every socket) when a watched file changes, and this tree is
  * shared with people editing it: the run serves a copy of the Worker taken at its start.
@@ -48,7 +51,7 @@ const ON_DISK = flag("--disk") || !existsSync("/dev/shm");
 function snapshot() {
   const root = join(here, "..");
   const dir = mkdtempSync(join(tmpdir(), "edgerooms-bench-src-"));
-  for (const f of ["src", "scripts", "public", "wrangler.toml", "package.json", "tsconfig.json"]) {
+  for (const f of ["src", "scripts", "package.json", "tsconfig.json", ...BENCH_WORKER.map((b) => join("bench", b))]) {
     if (existsSync(join(root, f))) cpSync(join(root, f), join(dir, f), { recursive: true });
   }
   symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
@@ -78,12 +81,11 @@ const PLAN = SMOKE
     };
 const RUN_DEADLINE_MS = SMOKE ? 120_000 : 600_000;
 
-// Room publishes need the rate limits out of the way; BENCH_FLOOR serves /floor/:room/ws.
+// Room publishes need the rate limits out of the way.
 const VARS = {
   RATE_LIMIT_PER_SEC: "1000000",
   RATE_LIMIT_BURST: "1000000",
   UPGRADE_LIMIT: "1000000",
-  BENCH_FLOOR: "true",
 };
 
 const runId = Date.now().toString(36);
@@ -164,13 +166,13 @@ const errors = [];
 
 const tokens = new Map();
 async function tokenFor(i) {
-  if (!tokens.has(i)) tokens.set(i, await server.token({ sub: `u${i}`, rooms: { "bench-*": ["*"], "unbatched-*": ["*"] } }));
+  if (!tokens.has(i)) tokens.set(i, await server.token({ sub: `u${i}`, rooms: { "bench-*": ["*"] } }));
   return tokens.get(i);
 }
 
 async function urlFor(target, room, user) {
   if (target.kind === "floor") return `${server.wsUrl}/floor/${room}/ws`;
-  return `${server.wsUrl}/rooms/${target.prefix}${room}/ws?token=${await tokenFor(user)}`;
+  return `${server.wsUrl}${target.path}/rooms/${room}/ws?token=${await tokenFor(user)}`;
 }
 
 /**
@@ -366,10 +368,11 @@ async function memory(target) {
 
 // ---- main ----------------------------------------------------------------------------------
 
+/** `path`: where bench/worker.ts serves the target's rooms. */
 const TARGETS = {
-  floor: { kind: "floor", label: "floor", prefix: "" },
-  room: { kind: "room", label: "room", prefix: "" },
-  unbatched: { kind: "room", label: "room (unbatched)", prefix: "unbatched-" },
+  floor: { kind: "floor", label: "floor" },
+  room: { kind: "room", label: "room", path: "" },
+  unbatched: { kind: "room", label: "room (unbatched)", path: "/unbatched" },
 };
 
 async function main() {
@@ -382,7 +385,7 @@ async function main() {
   const persistTo = ON_DISK ? undefined : mkdtempSync("/dev/shm/edgerooms-bench-");
   const copy = snapshot();
   const { startDevServer } = await import(join(copy, "scripts", "devserver.mjs"));
-  server = await startDevServer({ vars: VARS, ...(persistTo ? { persistTo } : {}) });
+  server = await startDevServer({ vars: VARS, config: "bench/wrangler.toml", ...(persistTo ? { persistTo } : {}) });
   pids = workerdPids(server.pid());
   log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")}`);
   const results = {};

@@ -21,6 +21,8 @@ export function freePort(): Promise<number>;
 export function mintToken(secret: string, claims: TokenClaims): Promise<string>;
 export function startDevServer(opts?: {
   vars?: Record<string, string>;
+  /** a wrangler config other than ./wrangler.toml, relative to the repo (the bench's) */
+  config?: string;
   port?: number;
   persistTo?: string;
   log?: (line: string) => void;

@@ -35,7 +35,8 @@ export async function mintToken(secret, { sub, name, rooms, ttlSec = 3600 }) {
 }
 
 /**
- * @param {{ vars?: Record<string,string>, port?: number, persistTo?: string, log?: (line: string) => void }} [opts]
+ * @param {{ vars?: Record<string,string>, config?: string, port?: number, persistTo?: string, log?: (line: string) => void }} [opts]
+ *   `config`: a wrangler config other than ./wrangler.toml, relative to the repo (the bench's).
  */
 export async function startDevServer(opts = {}) {
   const secret = opts.vars?.AUTH_SECRET ?? `e2e-${randomBytes(12).toString("hex")}`;
@@ -52,6 +53,7 @@ export async function startDevServer(opts = {}) {
     const args = [
       "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector),
       "--persist-to", persistTo, "--log-level", "warn",
+      ...(opts.config ? ["--config", opts.config] : []),
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ];
     child = spawn(join(root, "node_modules/.bin/wrangler"), args, {

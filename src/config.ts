@@ -65,8 +65,6 @@ export const ConfigSchema = z.object({
   SHARDED_ROOMS: list.pipe(z.array(ShardRule)),
   /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */
   DEV_TOKENS: bool,
-  /** Serves the benchmark's floor room at /floor/:room/ws. Set only by the bench script. Default false. */
-  BENCH_FLOOR: bool,
 });
 export type Config = z.infer<typeof ConfigSchema>;
 

@@ -2,4 +2,3 @@
 // classes it routes to (src/room/: one object per room, owning its sockets and state).
 export { default } from "./worker/index";
 export { Room } from "./room/room";
-export { FloorRoom } from "./floor";

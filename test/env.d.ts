@@ -2,7 +2,7 @@
 declare namespace Cloudflare {
   interface GlobalProps {
     mainModule: typeof import("../src/worker/index");
-    durableNamespaces: "Room" | "FloorRoom";
+    durableNamespaces: "Room";
   }
   type WorkerEnv = import("../src/env").Env;
   interface Env extends WorkerEnv {

@@ -8,11 +8,17 @@ import { Outbox } from "./outbox";
 import type { Session } from "./session";
 
 export class Delivery {
-  readonly outbox = new Outbox();
-  readonly #announcements = new Announcements(this.outbox);
+  readonly outbox: Outbox;
+  readonly #announcements: Announcements;
 
-  /** `sessions`: the room's live index, iterated in creation order. */
-  constructor(private readonly sessions: Map<WebSocket, Session>) {}
+  /** `sessions`: the room's live index, iterated in creation order; `batching`: see outbox.ts. */
+  constructor(
+    private readonly sessions: Map<WebSocket, Session>,
+    batching = true,
+  ) {
+    this.outbox = new Outbox(batching);
+    this.#announcements = new Announcements(this.outbox);
+  }
 
   /** To one session, behind anything queued or held for it. */
   send(session: Session, text: string): void {

@@ -22,9 +22,6 @@ export const MAX_BATCH_CHARS = 256 * 1024;
 /** A broadcast to fewer sockets never starts batching (see above). */
 export const MIN_BATCH_FANOUT = 16;
 
-/** Bench only (with BENCH_FLOOR set): rooms with this prefix send frame by frame, for comparison. */
-export const UNBATCHED_ROOM_PREFIX = "unbatched-";
-
 export class Outbox {
   /** Frames waiting per socket, in order; a socket is here only while it has some. */
   readonly #queues = new Map<WebSocket, string[]>();
@@ -33,8 +30,9 @@ export class Outbox {
    * frames must not wait for the drain). queueing: later events queue until the drain.
    */
   #mode: "quiet" | "opening" | "queueing" = "quiet";
-  /** False makes every send immediate (bench comparison). */
-  batching = true;
+
+  /** `batching` false makes every send immediate (the bench's comparison room). */
+  constructor(readonly batching = true) {}
 
   /** Called before a broadcast to `fanout` sockets: a wide one starts a burst (see above). */
   broadcasting(fanout: number): void {

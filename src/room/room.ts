@@ -9,7 +9,6 @@ import { Delivery } from "./delivery";
 import type { Env } from "../env";
 import { History } from "./history";
 import { IdempotencyKeys } from "./idempotency";
-import { UNBATCHED_ROOM_PREFIX } from "./outbox";
 import { Presence } from "./presence";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
 import { ResumeTokens } from "./resume-token";
@@ -195,7 +194,6 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       return new Response("room endpoint is internal", { status: 400 });
     }
     const join = JSON.parse(header) as Join;
-    if (this.#config.BENCH_FLOOR && join.room.startsWith(UNBATCHED_ROOM_PREFIX)) this.#delivery.outbox.batching = false;
     if (join.shard) return this.#joinShard(join);
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry. The
@@ -830,7 +828,15 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   // ---- delivery (delivery.ts: order, batching, held presence) ----------------------------
 
-  readonly #delivery = new Delivery(this.#sessions);
+  readonly #delivery = new Delivery(this.#sessions, this.batching);
+
+  /**
+   * Whether busy rooms coalesce frames (outbox.ts). Always on here; a subclass may send frame by
+   * frame (the bench's comparison room). A getter, since a subclass's field would be set too late.
+   */
+  protected get batching(): boolean {
+    return true;
+  }
 
   /** A user's first connection (`joiner`), or a state change. A shard reports it to its root instead. */
   #announce(event: "join" | "update", uid: string, joiner?: Session): void {

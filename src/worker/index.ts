@@ -38,9 +38,6 @@ export default {
     }
 
     if (config.DEV_TOKENS && url.pathname === "/dev/token") return mintDevToken(url, config);
-    if (config.BENCH_FLOOR && url.pathname.startsWith("/floor/")) {
-      return env.FLOOR.get(env.FLOOR.idFromName(url.pathname)).fetch(request);
-    }
 
     const route = ROUTE.exec(url.pathname);
     if (route && route[2] !== "ws" && request.method === "OPTIONS") return preflight(request, config);

@@ -97,8 +97,7 @@ describe("Announcements: when to hold", () => {
     const a = new Announcements(outbox);
     expect(a.hold("j1", wide - 1, 0)).toBe(false);
     expect(a.hold("j2", wide - 1, 1)).toBe(false);
-    const off = new Outbox();
-    off.batching = false;
+    const off = new Outbox(false);
     const b = new Announcements(off);
     expect(b.hold("j1", wide, 0)).toBe(false);
     expect(b.hold("j2", wide, 1)).toBe(false);

@@ -143,7 +143,6 @@ describe("config: nonsense values are rejected at start-up", () => {
       HISTORY_LIMIT: 1000,
       IDLE_TIMEOUT_SEC: 90,
       DEV_TOKENS: false,
-      BENCH_FLOOR: false,
       ALLOWED_ORIGINS: [],
     });
   });

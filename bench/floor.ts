@@ -1,11 +1,10 @@
 // The benchmark's floor: the least a hibernating room can do (accept, auto-response, loop and
-// send). Served at /floor/:room/ws only when BENCH_FLOOR=true (set by the bench script), so the
-// room's figures can be reported as ratios against it from the same run.
+// send), served at /floor/:room/ws by the bench Worker (worker.ts), so the room's figures can be
+// reported as ratios against it from the same run.
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "./env";
 
-export class FloorRoom extends DurableObject<Env> {
-  constructor(ctx: DurableObjectState, env: Env) {
+export class FloorRoom extends DurableObject<unknown> {
+  constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
