@@ -39,7 +39,7 @@ export interface Identity {
  * A key-set fetch gives up after this long: a key server that hangs must not hang every
  * handshake with it.
  */
-const KEYS_TIMEOUT_MS = 5_000;
+export const KEYS_TIMEOUT_MS = 5_000;
 /**
  * After a failed key-set fetch, requests that need a fetch are answered 503 for this long
  * without trying again (an outage is not hammered by every reconnecting client); also the
