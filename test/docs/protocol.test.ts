@@ -239,11 +239,10 @@ describe("docs/protocol.md", () => {
   it("names what is not implemented only under Planned, and the code indeed lacks it", () => {
     const planned = section("Planned (not implemented yet)");
     const rest = doc.replace(planned, "");
-    for (const name of ["SHARDED_ROOMS", "WEBHOOK_URL", "WEBHOOK_SECRET", "/kick", "`banned`", "`refresh`", "4401", "4403", "`delete`", "welcome.exp"]) {
+    for (const name of ["WEBHOOK_URL", "WEBHOOK_SECRET", "/kick", "`banned`", "`refresh`", "4401", "4403", "`delete`", "welcome.exp"]) {
       expect(planned, name).toContain(name);
       expect(rest, name).not.toContain(name);
     }
-    expect(Object.keys(ConfigSchema.shape)).not.toContain("SHARDED_ROOMS");
     expect(Object.keys(ConfigSchema.shape)).not.toContain("WEBHOOK_URL");
     expect(ErrorCode.options).not.toContain("banned");
     expect([...frames(ClientFrame).keys()]).not.toContain("refresh");
