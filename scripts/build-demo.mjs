@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Builds what the Worker does not: the demo page's script (public/chat.ts + the SDK, one file,
 // no zod) into public/app.js, and the SDK as plain ESM in dist/client/ for the package's
-// `./client` export. wrangler.toml's [build] runs this before `wrangler dev` and `deploy`, so
-// the bundle is generated, never committed. Uses the esbuild wrangler already depends on.
+// `./client` export (its declarations are scripts/build-types.mjs's; `npm run build` runs both).
+// wrangler.toml's [build] runs only this, before `wrangler dev` and `deploy`, so the bundle is
+// generated, never committed. Uses the esbuild wrangler already depends on.
 import { build } from "esbuild";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
