@@ -283,6 +283,11 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('shard_role', ?)`, JSON.stringify(this.#role));
     }
     const shard = await this.#shardState();
+    // A client that saw more on another shard than this one has delivered yet: catch up first.
+    if (join.since !== undefined && join.epoch === shard.epoch && join.since > shard.head) {
+      const since = join.since;
+      await (shard.inbound = shard.inbound.then(() => this.#repair(shard, since)));
+    }
     const scope = { room: join.room, epoch: shard.epoch, user: join.user.id };
     const proven = await shard.tokens.verify(join.resume, scope);
     const replayFrom = join.caps.includes("history") ? 0 : (proven ?? shard.head);
@@ -596,8 +601,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       () => this.#scheduleAlarm(Date.now() + REPAIR_AFTER_MS),
     );
     // A restarted root may still count sockets that died with a shard: every shard reports again.
-    if (waking && this.#members.size > 0) {
-      for (let i = 0; i < count; i++) this.#fanout.stubOf(i).shardResync().catch(() => {});
+    // Anything it had queued for them and not sent is fetched by the shards (they repair up to its seq).
+    if (waking) {
+      const seq = this.#history.seq;
+      for (let i = 0; i < count; i++) this.#fanout.stubOf(i).shardResync(seq).catch(() => {});
     }
   }
 
@@ -620,7 +627,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     if (!this.#history.covers(from - 1)) return null;
     const frames: string[] = [];
     for (const page of this.#history.after(from - 1)) {
-      for (const frame of page) if (frames.length <= to - from) frames.push(frame);
+      frames.push(...page.slice(0, to - from + 1 - frames.length));
+      if (frames.length > to - from) break;
     }
     return frames;
   }
@@ -748,6 +756,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         shard.head = to;
         continue;
       }
+      if (frames.length === 0) break; // the root has nothing further (asked past its seq)
       for (const frame of frames) if (shard.head < to) this.#deliverMessage(shard, shard.head + 1, frame);
     }
     this.#storeHead(shard);
@@ -818,8 +827,13 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   #reporting = false;
 
-  shardResync(): void {
-    if (this.#role) void this.#shardState().then((shard) => this.#reportAll(shard));
+  /** The root woke up: report the whole membership again, and fetch up to its seq. */
+  shardResync(rootSeq: number): void {
+    if (!this.#role) return;
+    void this.#shardState().then((shard) => {
+      this.#reportAll(shard);
+      shard.inbound = shard.inbound.then(() => this.#repair(shard, rootSeq));
+    });
   }
 
   shardStats(): { connections: number; delivered: number } {

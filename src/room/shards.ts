@@ -274,7 +274,7 @@ export class Fanout {
 export interface ShardTarget extends Rpc.DurableObjectBranded {
   stream(items: StreamItem[], rootSeq: number | null): Promise<void>;
   shardStats(): { connections: number; delivered: number };
-  shardResync(): void;
+  shardResync(rootSeq: number): void;
 }
 
 /** Shard side: the room-wide presence as the root last told it, for welcomes. */
