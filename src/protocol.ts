@@ -35,6 +35,10 @@ export const CloseCode = {
   policy: 1008,
   tooBig: 1009,
   serverError: 1011,
+  /** the token's `exp` passed without a `refresh` */
+  tokenExpired: 4401,
+  /** a `refresh` token no longer grants `subscribe` in this room */
+  forbidden: 4403,
   idle: 4408,
 } as const;
 
@@ -74,11 +78,19 @@ export const HistoryFrame = z.object({
   id: Id.optional(),
 });
 
+/** A fresh token for this connection: same `sub`; its expiry and capabilities replace the old ones. */
+export const RefreshFrame = z.object({
+  type: z.literal("refresh"),
+  token: z.string().min(1).max(8192),
+  id: Id.optional(),
+});
+
 export const ClientFrame = z.discriminatedUnion("type", [
   PublishFrame,
   DirectFrame,
   PresenceFrame,
   HistoryFrame,
+  RefreshFrame,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
@@ -153,6 +165,8 @@ export const WelcomeFrame = z.object({
   /** set while the list is left out: the room's user count instead */
   presenceCount: z.number().int().nonnegative().optional(),
   presenceTruncated: z.literal(true).optional(),
+  /** the token's expiry (unix seconds): the socket closes with 4401 then, unless refreshed */
+  exp: z.number().optional(),
   /** opaque: sent back as `?resume=` on the next connection (see resume-token.ts) */
   resume: z.string(),
   recovered: z.boolean().optional(),
@@ -172,7 +186,8 @@ export const DirectMessageFrame = z.object({
   data: z.unknown(),
   id: z.string().optional(),
 });
-export const AckFrame = z.object({ type: z.literal("ack"), id: z.string() });
+/** A `direct` or `refresh` accepted; after a refresh, `exp` is the connection's new expiry. */
+export const AckFrame = z.object({ type: z.literal("ack"), id: z.string(), exp: z.number().optional() });
 /** One user came, went or changed state (rooms at or below PRESENCE_LIMIT users). */
 export const PresenceUserFrame = z.object({
   type: z.literal("presence"),

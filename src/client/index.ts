@@ -1,6 +1,6 @@
 // The edgerooms client: one room, one socket at a time, reconnecting by itself. Frame types
 // come from ../protocol as types only, so a browser bundle of the SDK carries no zod.
-import type { HistoryPageFrame, ServerFrame, UserRef, WelcomeFrame } from "../protocol";
+import type { AckFrame, HistoryPageFrame, ServerFrame, UserRef, WelcomeFrame } from "../protocol";
 import { Backoff } from "./backoff";
 import { RoomError, type RoomErrorCode } from "./errors";
 import { Emitter } from "./events";
@@ -25,6 +25,11 @@ export type { PresenceUser } from "./presence";
 export type { HistoryPage, PresenceEvent, RoomClientOptions, RoomEvents, Status, StatusEvent } from "./options";
 export { decodeServerMessage, type SocketFactory, type WebSocketConstructor, type WebSocketLike } from "./socket";
 export type { ConnectionLimits, DirectMessageFrame, MessageFrame, UserRef, WelcomeFrame } from "../protocol";
+
+/** How long before a token's expiry the SDK sends a fresh one (docs/protocol.md, "Token lifetime"). */
+const REFRESH_LEAD_MS = 60_000;
+/** The room's close code for a connection whose token lost this room. */
+const FORBIDDEN_CLOSE = 4403;
 
 // The protocol's heartbeat (docs/protocol.md: clients ping every 25 s; idle sockets close at 90 s).
 const PING = "ping";
@@ -60,6 +65,7 @@ export class RoomClient {
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #pingTimer: ReturnType<typeof setInterval> | undefined;
   #pongTimer: ReturnType<typeof setTimeout> | undefined;
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(opts: RoomClientOptions) {
     this.#opts = opts;
@@ -125,7 +131,7 @@ export class RoomClient {
 
   /** Sends `data` to every connection of user `to`; resolves when the room accepted it. */
   direct(to: string, data: unknown): Promise<void> {
-    return this.#request<void>((id) => ({ type: "direct", to, data, id }));
+    return this.#request<AckFrame>((id) => ({ type: "direct", to, data, id })).then(() => undefined);
   }
 
   /** A page of history before `before` (exclusive), newest first. Needs the `history` capability. */
@@ -183,8 +189,15 @@ export class RoomClient {
     ws.addEventListener("message", (e: { data: unknown }) => {
       if (current()) this.#onText(attempt, typeof e.data === "string" ? e.data : "");
     });
-    ws.addEventListener("close", () => {
-      if (current()) void this.#failed(attempt);
+    ws.addEventListener("close", (e: { code?: number }) => {
+      if (!current()) return;
+      // The room ends a connection whose refreshed token no longer grants this room: final.
+      if (e.code === FORBIDDEN_CLOSE) {
+        this.#events.emit("error", new RoomError("forbidden", "the token no longer grants this room"));
+        return this.#shutdown("forbidden");
+      }
+      // 4401 (token expired) is not: the reconnect asks the token function for a fresh one.
+      void this.#failed(attempt);
     });
     // An error is always followed by a close; `ws` throws if no error listener exists.
     ws.addEventListener("error", () => {});
@@ -261,7 +274,8 @@ export class RoomClient {
     clearTimeout(this.#connectTimer);
     clearInterval(this.#pingTimer);
     clearTimeout(this.#pongTimer);
-    this.#connectTimer = this.#pingTimer = this.#pongTimer = undefined;
+    clearTimeout(this.#refreshTimer);
+    this.#connectTimer = this.#pingTimer = this.#pongTimer = this.#refreshTimer = undefined;
   }
 
   #setStatus(status: Status, retryAt?: number): void {
@@ -281,6 +295,32 @@ export class RoomClient {
         this.#pongTimer = setTimeout(() => this.#lost(attempt, "no pong"), pongTimeoutMs);
       }
     }, this.#opts.pingIntervalMs ?? 25_000);
+  }
+
+  /**
+   * With a token function, a fresh token goes to the room before the current one expires (a
+   * minute before, or at 80% of a short token's life), so the connection never ends at `exp`.
+   * A token string cannot be renewed: the room closes at `exp` (4401) and the reconnect fails.
+   */
+  #refreshBefore(attempt: Attempt, exp: number | undefined): void {
+    const { token } = this.#opts;
+    if (exp === undefined || typeof token === "string") return;
+    const now = Date.now();
+    const left = exp * 1000 - now;
+    const at = left > REFRESH_LEAD_MS * 5 ? exp * 1000 - REFRESH_LEAD_MS : now + left * 0.8;
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined;
+      void (async () => {
+        const fresh = await token();
+        if (this.#attempt !== attempt) return;
+        const ack = await this.#request<AckFrame>((id) => ({ type: "refresh", token: fresh, id }));
+        if (this.#attempt === attempt) this.#refreshBefore(attempt, ack.exp);
+      })().catch((err: unknown) => {
+        // Refused or lost: the room closes at the old expiry, and the reconnect takes a new token.
+        if (this.#attempt === attempt) this.#events.emit("error", err instanceof RoomError ? err : new RoomError("unauthorized", String(err)));
+      });
+    }, Math.max(0, at - now));
   }
 
   // ---- frames ---------------------------------------------------------------------------
@@ -348,7 +388,7 @@ export class RoomClient {
         this.#events.emit("direct", frame);
         return;
       case "ack":
-        this.#requests.settle(frame.id, undefined);
+        this.#requests.settle(frame.id, frame);
         return;
       case "history":
         if (frame.id !== undefined) this.#requests.settle(frame.id, frame);
@@ -389,6 +429,7 @@ export class RoomClient {
     if (outcome === "stale") this.#events.emit("resync", welcome);
     this.#events.emit("presence", { event: "sync", users: this.#presence.users, count: this.#presence.count });
     this.#heartbeat(attempt);
+    this.#refreshBefore(attempt, welcome.exp);
 
     // The replay (if any) is already on its way, before anything sent from here is answered.
     this.#outbox.flush(this.#paced);

@@ -3,6 +3,7 @@
 // then the HTTP-side calls the Worker makes over RPC.
 import { DurableObject } from "cloudflare:workers";
 import { loadConfig, shardsFor, type Config } from "../config";
+import { capabilitiesFor, isFailure, verifyToken } from "../worker/auth";
 import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
@@ -48,6 +49,8 @@ export interface Join {
   room: string;
   user: UserRef;
   caps: Capability[];
+  /** the token's expiry, unix seconds */
+  exp: number;
   since?: number;
   epoch?: string;
   /** the resume token of the client's last welcome (resume-token.ts) */
@@ -195,6 +198,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     }
     const join = JSON.parse(header) as Join;
     if (join.shard) return this.#joinShard(join);
+    this.#named(join.room);
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry. The
     // loop re-signs if a publish landed during the await, so the start is never before the welcome.
@@ -233,7 +237,15 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   ): Response {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
-    const attachment: Attachment = { v: 1, c: randomId(), u: join.user.id, n: join.user.name, k: capsToBits(join.caps), s: now };
+    const attachment: Attachment = {
+      v: 1,
+      c: randomId(),
+      u: join.user.id,
+      n: join.user.name,
+      k: capsToBits(join.caps),
+      s: now,
+      e: join.exp,
+    };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(attachment);
     const session = new Session(server, attachment, this.#limits);
@@ -255,6 +267,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       epoch: w.epoch,
       seq: w.seq,
       resume: w.resume,
+      exp: join.exp,
       ...(w.recovered === undefined ? {} : { recovered: w.recovered }),
       limits: this.#welcomeLimits,
       ...(counting ? { presenceCount: users, presenceTruncated: true as const } : {}),
@@ -268,7 +281,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       this.#count("delivered", page.length);
     }
     if (first) this.#announce("join", session.user.id, session);
-    this.#sweepBy(now + this.#config.IDLE_TIMEOUT_SEC * 1000);
+    this.#sweepBy(Math.min(now + this.#config.IDLE_TIMEOUT_SEC * 1000, session.expiresAt));
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -376,6 +389,9 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         this.#announce("update", session.user.id);
         return;
       }
+      case "refresh":
+        void this.#refresh(session, frame.token, frame.id);
+        return;
       case "history": {
         if (!session.can("history")) return this.#forbidden(session, "history", frame.id, now);
         const limit = frame.limit ?? HISTORY_PAGE_DEFAULT;
@@ -387,6 +403,31 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         return;
       }
     }
+  }
+
+  /**
+   * A fresh token for a live connection, verified exactly as the Worker verifies one (same keys,
+   * algorithms, `iss`/`aud`). It must be the same user's; its expiry and this room's capabilities
+   * replace the connection's. A bad one changes nothing; one that no longer grants `subscribe`
+   * ends the connection (4403).
+   */
+  async #refresh(session: Session, token: string, id: string | undefined): Promise<void> {
+    const identity = await verifyToken(token, this.#config);
+    if (!this.#sessions.has(session.ws)) return; // closed while the token was checked
+    const now = Date.now();
+    if (isFailure(identity)) {
+      const code = identity.code === "auth_unavailable" ? "auth_unavailable" : "unauthorized";
+      return this.#reject(session, code, `refresh refused: ${identity.message}`, id, now);
+    }
+    if (identity.id !== session.user.id) {
+      return this.#reject(session, "unauthorized", "refresh refused: the token is for another user", id, now);
+    }
+    const caps = capabilitiesFor(identity, this.#role?.room ?? this.#name!);
+    if (!caps.has("subscribe")) return this.#close(session, CloseCode.forbidden, "token no longer grants subscribe");
+    session.attachment.k = capsToBits(caps);
+    session.attachment.e = identity.exp;
+    session.ws.serializeAttachment(session.attachment);
+    if (id !== undefined) this.#send(session, { type: "ack", id, exp: identity.exp });
   }
 
   #forbidden(session: Session, cap: Capability, id: string | undefined, now: number): void {
@@ -495,9 +536,13 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const idleMs = this.#config.IDLE_TIMEOUT_SEC * 1000;
     let next = Infinity;
     for (const session of [...this.#sessions.values()]) {
+      if (now >= session.expiresAt) {
+        this.#close(session, CloseCode.tokenExpired, "token expired");
+        continue;
+      }
       const last = session.lastActive(this.ctx);
       if (now - last > idleMs) this.#close(session, CloseCode.idle, "idle timeout");
-      else next = Math.min(next, last + idleMs + 1);
+      else next = Math.min(next, last + idleMs + 1, session.expiresAt);
     }
     return next;
   }

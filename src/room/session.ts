@@ -24,6 +24,8 @@ export const Attachment = z.object({
   k: z.number().int(),
   /** last time the client was heard from, ms; refreshed coarsely (see Session.touch) */
   s: z.number(),
+  /** the token's expiry, unix seconds (absent in attachments written before token lifetimes) */
+  e: z.number().optional(),
   /** set once the room has closed the socket and announced its leave, so a late close event is not announced twice */
   x: z.literal(true).optional(),
 });
@@ -66,6 +68,11 @@ export class Session {
 
   get id(): string {
     return this.attachment.c;
+  }
+
+  /** When the token runs out, ms (Infinity for attachments from before token lifetimes). */
+  get expiresAt(): number {
+    return this.attachment.e === undefined ? Infinity : this.attachment.e * 1000;
   }
 
   can(cap: Capability): boolean {

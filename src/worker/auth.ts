@@ -24,6 +24,7 @@ const JWKS_ALGS = ["RS256", "ES256", "EdDSA"];
 const CapabilityClaim = z.union([Capability, z.literal("*")]);
 const Claims = z.object({
   sub: z.string().min(1).max(MAX_ID_LENGTH),
+  exp: z.number(),
   name: z.string().min(1).max(MAX_ID_LENGTH).optional(),
   rooms: z.record(z.string().min(1).max(128), z.array(CapabilityClaim).max(8)),
 });
@@ -33,6 +34,8 @@ export interface Identity {
   name: string;
   /** The token's room → capabilities map, kept to resolve a room's capabilities later. */
   rooms: Record<string, z.infer<typeof CapabilityClaim>[]>;
+  /** When the token expires, unix seconds: a connection lives no longer (room.ts closes it with 4401). */
+  exp: number;
 }
 
 /**
@@ -110,8 +113,8 @@ export async function verifyToken(
   if (!claims.success) {
     return failure("unauthorized", `token claims are malformed: ${claims.error.issues[0]?.message}`);
   }
-  const { sub, name, rooms } = claims.data;
-  return { id: sub, name: name ?? sub, rooms };
+  const { sub, name, rooms, exp } = claims.data;
+  return { id: sub, name: name ?? sub, rooms, exp };
 }
 
 /**

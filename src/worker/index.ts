@@ -140,6 +140,7 @@ async function join(
     room,
     user: { id: identity.id, name: identity.name },
     caps: [...caps],
+    exp: identity.exp,
     ...(since === undefined ? {} : { since }),
     ...(params.epoch === undefined ? {} : { epoch: params.epoch.slice(0, 64) }),
     ...(params.resume === undefined ? {} : { resume: params.resume }),

@@ -76,7 +76,7 @@ describe("UpgradeLimiter: attempts per IP per 10 s", () => {
 });
 
 describe("capabilitiesFor: the token's room map", () => {
-  const who = (rooms: Identity["rooms"]): Identity => ({ id: "u", name: "u", rooms });
+  const who = (rooms: Identity["rooms"]): Identity => ({ id: "u", name: "u", rooms, exp: 0 });
   const caps = (rooms: Identity["rooms"], room: string) => [...capabilitiesFor(who(rooms), room)].sort();
 
   it("grants an exact room name its listed capabilities and nothing to other rooms", () => {

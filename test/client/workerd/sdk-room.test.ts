@@ -234,6 +234,41 @@ describe("SDK against the room", () => {
 
 // Every copy of a message carries its sender's id, so any member learns a client's id prefix
 // and can predict its next ids. Only the room's echo of this user's own frame may settle a publish.
+describe("Token lifetime: the SDK refreshes in place", () => {
+  it("sends a fresh token before a short one expires, so the connection outlives it without a reconnect", { timeout: 15_000 }, async () => {
+    const room = "sdk-refresh";
+    const issued: number[] = [];
+    const short = async () => {
+      const exp = Math.floor(Date.now() / 1000) + 3;
+      issued.push(exp);
+      return token({ sub: "ada", rooms: { [room]: ["*"] }, exp });
+    };
+    const ada = client(room, short);
+    await until(() => ada.c.status === "open", "open");
+    const firstExp = issued[0]!;
+    // past the first token's expiry, and the one after it: still the first socket, still open
+    await until(() => Date.now() > (firstExp + 4) * 1000, "two expiries passed", 10_000);
+    expect(ada.sockets).toHaveLength(1);
+    expect(ada.c.status).toBe("open");
+    expect(issued.length).toBeGreaterThanOrEqual(3);
+    expect(await ada.c.publish("still here")).toBeGreaterThan(0);
+  });
+
+  it("reconnects with a fresh token after a refused refresh, when the room closes the expired connection (4401)", { timeout: 15_000 }, async () => {
+    const room = "sdk-expired";
+    let calls = 0;
+    const ada = client(room, async () => {
+      calls++;
+      // the first token cannot be refreshed in time (its refresh is refused: another user)
+      return token({ sub: calls === 2 ? "mallory" : "ada", rooms: { [room]: ["*"] }, exp: Math.floor(Date.now() / 1000) + 2 });
+    });
+    const errors: string[] = [];
+    ada.c.on("error", (e) => errors.push(e.code));
+    await until(() => ada.sockets.length >= 2 && ada.c.status === "open", "reconnected after 4401", 10_000);
+    expect(errors).toContain("unauthorized");
+  });
+});
+
 describe("An echo is matched by id and sender (security review, defect 4)", () => {
   /** Alice has published once (so Bob knows her id scheme); returns her next id as Bob predicts it. */
   async function victimAndAttacker(room: string) {
