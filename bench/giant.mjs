@@ -114,7 +114,9 @@ export function attribute(profile, label) {
 /**
  * The scenario's figures from one profiled run: `cpuMs` the isolate thread's CPU over the run,
  * `samples` attribute()'s counts, `messages` published, `deliveries` received, `shards` the
- * sockets on each shard (empty for an unsharded room).
+ * sockets on each shard (empty for an unsharded room). The shards run the same code in the same
+ * isolate, so the profile cannot tell them apart: a shard's CPU per message is derived from these,
+ * its share of the per-message work plus a send per socket it holds (shardUsPerMessage).
  */
 export function figures({ cpuMs, samples, messages, deliveries, shards }) {
   const named = samples.root + samples.intake + samples.shard + samples.other;
@@ -142,12 +144,12 @@ export function figures({ cpuMs, samples, messages, deliveries, shards }) {
     otherShare: busy > 0 ? samples.other / busy : NaN,
     samples: busy,
   };
-  // Each shard: its part of the per-message work, plus its sockets' sends.
-  out.perShard = shards.map((sockets) => ({
-    sockets,
-    usPerMessage: out.shardFixedUsPerMessage + out.shardSendUsPerDelivery * sockets,
-  }));
   return out;
+}
+
+/** One shard's CPU per message: its per-message work, and a send for each of its `sockets`. */
+export function shardUsPerMessage(f, sockets) {
+  return f.shardFixedUsPerMessage + f.shardSendUsPerDelivery * sockets;
 }
 
 /** The edge's limits (see RESULTS.md): what one object may hold, and one core each. */
@@ -165,7 +167,7 @@ export function edgeRate(f, measuredShards, shards, sockets = EDGE.sockets) {
   if (perShard > EDGE.maxSocketsPerObject) return { shards, perShard, fits: false };
   const rootUs = f.rootUsPerMessage + f.rootFanoutUsPerShard * (shards - measuredShards);
   const rootRate = EDGE.coreUs / rootUs;
-  const shardUs = f.shardFixedUsPerMessage + f.intakeUsPerMessage + f.shardSendUsPerDelivery * perShard;
+  const shardUs = shardUsPerMessage(f, perShard) + f.intakeUsPerMessage;
   const shardRate = EDGE.coreUs / shardUs;
   return {
     shards,

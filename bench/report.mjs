@@ -1,6 +1,6 @@
 // The markdown table: every figure beside the floor's, with the ratio and the target it answers;
 // then the giant room's, beside the same room unsharded, and what it says for the edge.
-import { EDGE, edgeRate } from "./giant.mjs";
+import { EDGE, edgeRate, shardUsPerMessage } from "./giant.mjs";
 
 const fmt = (x) => (x === undefined || x === null || Number.isNaN(x) ? "—" : typeof x === "number" ? x.toLocaleString("en-US") : String(x));
 const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && b !== 0 ? `${(a / b).toFixed(2)}×` : "—");
@@ -99,10 +99,10 @@ export function formatGiant(report) {
     ["publisher's shard: intake µs per message (parse, forward)", "—", us(sharded?.intakeUsPerMessage)],
     ["shard CPU µs per delivered socket (all shard work)", "—", us(sharded?.shardUsPerDelivery)],
     ["shard per-message work (stream, head, tail), µs per shard", "—", us(sharded?.shardFixedUsPerMessage)],
-    ...(sharded?.perShard ?? []).map((p, i) => [
+    ...(sharded?.shards ?? []).map((sockets, i) => [
       `shard ${i}: sockets · µs per message (per-message work + sends × sockets)`,
       "—",
-      `${fmt(Math.round(p.sockets))} · ${us(p.usPerMessage)}`,
+      `${fmt(Math.round(sockets))} · ${us(shardUsPerMessage(sharded, sockets))}`,
     ]),
     ["busy samples with no JavaScript on the stack (shared out)", pct(flat?.unnamedShare), pct(sharded?.unnamedShare)],
     ["frames per WebSocket message", fmt(flat?.framesPerMessage), fmt(sharded?.framesPerMessage)],

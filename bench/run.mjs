@@ -2,7 +2,9 @@
 // `npm run bench`: the room against the floor (a minimal hibernating room), same `wrangler dev`,
 // same load, same run; every figure beside the floor's and as a ratio, because only same-run
 // ratios mean anything on a shared 2-core machine. `--smoke` is the seconds-long CI mode: it
-// exits non-zero when anything breaks (a lost or reordered message, a failed handshake).
+// exits non-zero when anything breaks (a lost or reordered message, a failed handshake). The giant
+// scenario sets a sharded room beside the same room unsharded instead, and splits CPU by profile
+// (giant.mjs).
 //
 // Threads: the main thread coordinates; clients live on worker threads (client.mjs), which also
 // check every delivery. A room whose clients span threads learns completion through here, so
