@@ -39,6 +39,8 @@ class Group {
     this.firstSend = undefined;
     this.stopped = false;
     this.done = false;
+    clearTimeout(this.timer);
+    this.timer = null;
   }
 }
 
@@ -110,6 +112,12 @@ function pump(g) {
       return;
     }
     if (g.firstSend === undefined) g.firstSend = now();
+    // A steady rate (`rate` messages/s) when set: message k is due k/rate seconds after the first.
+    const due = run.rate ? g.firstSend + (g.sent * 1000) / run.rate : 0;
+    if (due > now()) {
+      if (!g.timer) g.timer = setTimeout(() => ((g.timer = null), pump(g)), due - now());
+      return;
+    }
     p.ws.send(publishFrame(g.sent, run.payloadBytes));
     g.sent++;
   }
@@ -240,6 +248,7 @@ parentPort.on("message", async (msg) => {
       run = {
         count: msg.count,
         window: msg.window,
+        rate: msg.rate,
         payloadBytes: msg.payloadBytes,
         deadline: now() + msg.durationMs,
         deliveries: 0,

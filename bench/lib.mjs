@@ -122,3 +122,71 @@ export function memKiB(pids) {
   }
   return out;
 }
+
+/**
+ * The workerd process that runs the Worker's isolate: wrangler dev runs two, a proxy that owns
+ * the public port (`entry=<ip>:<port>`) and the Worker's own, whose entry socket is internal.
+ */
+export function isolatePid(pids, publicPort) {
+  const own = pids.filter((pid) => {
+    try {
+      return !readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`entry=127.0.0.1:${publicPort}\0`);
+    } catch {
+      return false;
+    }
+  });
+  return own.length === 1 ? own[0] : undefined;
+}
+
+/** CPU time (ms) of a process's main thread: where workerd runs its isolates, JS and native work alike. */
+export function mainThreadCpuMs(pid) {
+  return readStatPath(`/proc/${pid}/task/${pid}/stat`).cpuMs;
+}
+
+function readStatPath(path) {
+  const text = readFileSync(path, "utf8");
+  const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return { cpuMs: (Number(f[11]) + Number(f[12])) * TICK_MS };
+}
+
+// ---- the Worker's CPU profile --------------------------------------------------------------
+
+/**
+ * workerd's inspector (Chrome DevTools protocol): CPU profiles of the Worker's isolate, and the
+ * bundled script's source, to name the anonymous functions a profile holds (see giant.mjs).
+ */
+export async function openProfiler(inspectorPort, intervalUs = 100) {
+  const [target] = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
+  const { default: WebSocket } = await import("ws");
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise((r, j) => ws.once("open", r).once("error", j));
+  let id = 0;
+  const pending = new Map();
+  ws.on("message", (d) => {
+    const m = JSON.parse(d.toString());
+    pending.get(m.id)?.(m.result);
+    pending.delete(m.id);
+  });
+  const call = (method, params = {}) =>
+    new Promise((r) => {
+      pending.set(++id, r);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: intervalUs });
+  const sources = new Map();
+  return {
+    start: () => call("Profiler.start"),
+    stop: async () => (await call("Profiler.stop")).profile,
+    /** The source of `scriptId` (the Debugger is on only while it is read). */
+    async source(scriptId) {
+      if (!sources.has(scriptId)) {
+        await call("Debugger.enable");
+        sources.set(scriptId, (await call("Debugger.getScriptSource", { scriptId }))?.scriptSource ?? "");
+        await call("Debugger.disable");
+      }
+      return sources.get(scriptId);
+    },
+    close: () => ws.close(),
+  };
+}

@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { startDevServer } from "../scripts/devserver.mjs";
+import { openProfiler } from "./lib.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -58,34 +59,12 @@ async function joinAll(n, concurrency, onFrame) {
   return sockets;
 }
 
-/** The profiler, over the inspector's WebSocket. */
-async function inspector() {
-  const [target] = await (await fetch(`http://127.0.0.1:${server.inspectorPort()}/json`)).json();
-  const ws = new WebSocket(target.webSocketDebuggerUrl);
-  await new Promise((r, j) => ws.once("open", r).once("error", j));
-  let id = 0;
-  const pending = new Map();
-  ws.on("message", (d) => {
-    const m = JSON.parse(d.toString());
-    pending.get(m.id)?.(m.result);
-    pending.delete(m.id);
-  });
-  const call = (method, params = {}) =>
-    new Promise((r) => {
-      pending.set(++id, r);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
-  await call("Profiler.enable");
-  await call("Profiler.setSamplingInterval", { interval: 100 });
-  return { call, close: () => ws.close() };
-}
-
 let sockets = [];
 let operations;
-const profiler = await inspector();
+const profiler = await openProfiler(server.inspectorPort());
 try {
   if (SCENARIO === "handshakes") {
-    await profiler.call("Profiler.start");
+    await profiler.start();
     sockets = await joinAll(JOINS.n, JOINS.concurrency);
     operations = { count: JOINS.n, what: "handshake" };
   } else {
@@ -99,7 +78,7 @@ try {
     const publisher = sockets[0];
     const payload = "x".repeat(FANOUT.payloadBytes);
     const total = FANOUT.messages * FANOUT.subscribers;
-    await profiler.call("Profiler.start");
+    await profiler.start();
     for (let sent = 0; sent < FANOUT.messages; sent++) {
       // keep at most `window` messages not yet received by everyone
       while (sent * FANOUT.subscribers - received > FANOUT.window * FANOUT.subscribers) {
@@ -110,7 +89,7 @@ try {
     while (received < total) await new Promise((r) => setTimeout(r, 5));
     operations = { count: total, what: "delivery" };
   }
-  const { profile } = await profiler.call("Profiler.stop");
+  const profile = await profiler.stop();
   report(profile, operations);
 } finally {
   profiler.close();

@@ -1,4 +1,6 @@
-// The markdown table: every figure beside the floor's, with the ratio and the target it answers.
+// The markdown table: every figure beside the floor's, with the ratio and the target it answers;
+// then the giant room's, beside the same room unsharded, and what it says for the edge.
+import { EDGE, edgeRate, shardUsPerMessage } from "./giant.mjs";
 
 const fmt = (x) => (x === undefined || x === null || Number.isNaN(x) ? "—" : typeof x === "number" ? x.toLocaleString("en-US") : String(x));
 const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && b !== 0 ? `${(a / b).toFixed(2)}×` : "—");
@@ -73,6 +75,53 @@ export function formatTable(report) {
     `|${head.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
     ...rows.map((r) => `| ${r.join(" | ")} |`),
   ];
+  if (rows.length === 0) lines.splice(2);
+  if (R.giant) lines.push("", ...formatGiant(report));
   if (report.errors.length) lines.push("", `**${report.errors.length} problem(s)** — see the JSON.`);
   return lines.join("\n");
 }
+
+const us = (x) => (Number.isFinite(x) ? fmt(Math.round(x * 100) / 100) : "—");
+
+/** The giant room against the same room unsharded, then the edge's rate derived from it. */
+export function formatGiant(report) {
+  const g = report.plan.giant;
+  const [flat, sharded] = Object.values(report.results.giant);
+  const shardLabel = Object.keys(report.results.giant)[1];
+  const n = sharded?.shards?.length ?? 0;
+  const rows = [
+    ["messages/s sent (steady)", fmt(flat?.ratePerSec), fmt(sharded?.ratePerSec)],
+    ["isolate CPU µs per delivered socket, all work", us(flat?.cpuUsPerDelivery), us(sharded?.cpuUsPerDelivery)],
+    ["… in the per-socket sends, µs per delivered socket", us(flat?.sendUsPerDelivery), us(sharded?.shardSendUsPerDelivery)],
+    ["… the rest, µs per message (unsharded: the whole room's)", us(flat?.restUsPerMessage), "—"],
+    ["root CPU µs per message", "—", us(sharded?.rootUsPerMessage)],
+    ["… of it the stream calls, µs per shard fed", "—", us(sharded?.rootFanoutUsPerShard)],
+    ["publisher's shard: intake µs per message (parse, forward)", "—", us(sharded?.intakeUsPerMessage)],
+    ["shard CPU µs per delivered socket (all shard work)", "—", us(sharded?.shardUsPerDelivery)],
+    ["shard per-message work (stream, head, tail), µs per shard", "—", us(sharded?.shardFixedUsPerMessage)],
+    ...(sharded?.shards ?? []).map((sockets, i) => [
+      `shard ${i}: sockets · µs per message (per-message work + sends × sockets)`,
+      "—",
+      `${fmt(Math.round(sockets))} · ${us(shardUsPerMessage(sharded, sockets))}`,
+    ]),
+    ["busy samples with no JavaScript on the stack (shared out)", pct(flat?.unnamedShare), pct(sharded?.unnamedShare)],
+    ["frames per WebSocket message", fmt(flat?.framesPerMessage), fmt(sharded?.framesPerMessage)],
+    ["latency p50 / p99 ms", `${fmt(flat?.p50)} / ${fmt(flat?.p99)}`, `${fmt(sharded?.p50)} / ${fmt(sharded?.p99)}`],
+  ];
+  const head = [`giant room: ${fmt(g.sockets)} sockets, ${g.rate} msg/s of ${report.plan.payloadBytes} B`, "room (unsharded)", shardLabel ?? "sharded"];
+  const lines = [`| ${head.join(" | ")} |`, "|---|---:|---:|", ...rows.map((r) => `| ${r.join(" | ")} |`)];
+  if (!sharded || report.smoke) return lines;
+  lines.push("", `At the edge (derived from the figures above; assumptions in bench/RESULTS.md), ${fmt(EDGE.sockets)} sockets:`);
+  for (const shards of [Math.ceil(EDGE.sockets / EDGE.maxSocketsPerObject), 8, 16, 64]) {
+    const e = edgeRate(sharded, n, shards);
+    if (!e.fits) continue;
+    lines.push(
+      `- ${shards} shards × ${fmt(e.perShard)} sockets: root ${us(e.rootUs)} µs/msg → ${fmt(Math.round(e.rootRate))} msg/s; ` +
+        `shard ${us(sharded.shardFixedUsPerMessage)} + ${us(sharded.intakeUsPerMessage)} + ${us(sharded.shardSendUsPerDelivery)} × ${fmt(e.perShard)} = ${fmt(Math.round(e.shardUs))} µs/msg → ${fmt(Math.round(e.shardRate * 10) / 10)} msg/s; ` +
+        `**${fmt(Math.round(e.rate * 10) / 10)} msg/s** (${e.bound}-bound), ${fmt(Math.round(e.deliveriesPerSec))} deliveries/s`,
+    );
+  }
+  return lines;
+}
+
+const pct = (x) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : "—");

@@ -2,7 +2,9 @@
 // `npm run bench`: the room against the floor (a minimal hibernating room), same `wrangler dev`,
 // same load, same run; every figure beside the floor's and as a ratio, because only same-run
 // ratios mean anything on a shared 2-core machine. `--smoke` is the seconds-long CI mode: it
-// exits non-zero when anything breaks (a lost or reordered message, a failed handshake).
+// exits non-zero when anything breaks (a lost or reordered message, a failed handshake). The giant
+// scenario sets a sharded room beside the same room unsharded instead, and splits CPU by profile
+// (giant.mjs).
 //
 // Threads: the main thread coordinates; clients live on worker threads (client.mjs), which also
 // check every delivery. A room whose clients span threads learns completion through here, so
@@ -12,7 +14,8 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { cpuMs, memKiB, merge, newHistogram, now, quantile, record, workerdPids } from "./lib.mjs";
+import { attribute, figures, labeler } from "./giant.mjs";
+import { cpuMs, isolatePid, mainThreadCpuMs, memKiB, merge, newHistogram, now, openProfiler, quantile, record, workerdPids } from "./lib.mjs";
 import { formatTable } from "./report.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -67,6 +70,7 @@ const PLAN = SMOKE
       fanout: [{ subscribers: 20, window: 8, count: 100, durationMs: 3000 }],
       manyRooms: { rooms: 5, perRoom: 3, window: 4, count: 50, durationMs: 3000 },
       memory: { rooms: 2, perRoom: 10 },
+      giant: { sockets: 40, rate: 20, window: 32, count: 50, durationMs: 2500, settleMs: 500 },
     }
   : {
       payloadBytes: 1024,
@@ -78,14 +82,19 @@ const PLAN = SMOKE
       ],
       manyRooms: { rooms: 200, perRoom: 5, window: 8, count: 1000, durationMs: 5000 },
       memory: { rooms: 20, perRoom: 100 },
+      giant: { sockets: 1000, rate: 12, window: 64, count: 300, durationMs: 30_000, settleMs: 2000 },
     };
-const RUN_DEADLINE_MS = SMOKE ? 120_000 : 600_000;
+const RUN_DEADLINE_MS = SMOKE ? 120_000 : 900_000;
 
-// Room publishes need the rate limits out of the way.
+/** Shards of the giant scenario's room. */
+const SHARDS = 4;
+
+// Room publishes need the rate limits out of the way; the giant scenario's rooms are sharded.
 const VARS = {
   RATE_LIMIT_PER_SEC: "1000000",
   RATE_LIMIT_BURST: "1000000",
   UPGRADE_LIMIT: "1000000",
+  SHARDED_ROOMS: `bench-giant-*:${SHARDS}`,
 };
 
 const runId = Date.now().toString(36);
@@ -127,6 +136,8 @@ function all(ev, msgFor, timeoutMs = 120_000) {
 
 let server;
 let pids = [];
+/** The workerd process running the Worker's isolate (lib.mjs isolatePid). */
+let isolate;
 
 function sample() {
   return { at: now(), gen: process.cpuUsage(), workerd: cpuMs(pids) };
@@ -222,9 +233,10 @@ async function closeRooms() {
 }
 
 /** One publish run over the connected rooms; returns rates, latencies and CPU. */
-async function publishRun(holders, { count, window, durationMs }, label) {
+async function publishRun(holders, { count, window, durationMs, rate }, label) {
   const prefixes = new Map(); // spanning room -> per-thread prefix
-  await all("armed", () => ({ cmd: "publish", count, window, durationMs, payloadBytes: PLAN.payloadBytes }));
+  let messages = 0;
+  await all("armed", () => ({ cmd: "publish", count, window, durationMs, rate, payloadBytes: PLAN.payloadBytes }));
   const start = sample();
   const stats = await new Promise((resolve, reject) => {
     const out = new Array(workers.length);
@@ -252,6 +264,7 @@ async function publishRun(holders, { count, window, durationMs }, label) {
           }
           break;
         case "published":
+          messages += msg.total;
           for (const t of holders.get(msg.key).threads) workers[t].postMessage({ cmd: "total", key: msg.key, total: msg.total });
           break;
         case "done":
@@ -284,6 +297,7 @@ async function publishRun(holders, { count, window, durationMs }, label) {
   const seconds = (lastReceipt - firstSend) / 1000;
   const cpu = cpuBetween(start, end);
   return {
+    messages,
     deliveries,
     frames,
     seconds: round(seconds, 2),
@@ -342,11 +356,71 @@ async function manyRooms(target) {
   return r;
 }
 
+/**
+ * One room on SHARDS shards, or the same room unsharded (the baseline), with the same sockets
+ * and a publisher at a steady rate below what this machine can carry. Locally every object shares
+ * one workerd thread, so this measures CPU, not throughput: the isolate thread's CPU over the run,
+ * split between the root and the shards by a CPU profile of the isolate (giant.mjs says how).
+ * Every message is checked at every socket, in order and none lost, as in every scenario.
+ */
+async function giant(target) {
+  const g = PLAN.giant;
+  if (isolate === undefined) throw new Error(`cannot tell which of workerd ${pids.join(",")} runs the Worker`);
+  const c = await connectRooms(target, target.room, 1, g.sockets, 50);
+  // The joins' presence is told (held, then as a count) before the measurement starts.
+  await sleep(g.settleMs);
+  const [room] = c.holders.keys();
+  const shards = target.shards ? await shardSockets(room) : [];
+  if (shards.length !== (target.shards ?? 0)) errors.push(`${target.label}: ${room} has ${shards.length} shards, not ${target.shards}`);
+  const profiler = await openProfiler(server.inspectorPort(), 200);
+  try {
+    await profiler.start();
+    const before = mainThreadCpuMs(isolate);
+    const r = await publishRun(c.holders, g, `${target.label} giant room`);
+    const cpuMs = mainThreadCpuMs(isolate) - before;
+    const profile = await profiler.stop();
+    await closeRooms();
+    const sources = new Map();
+    for (const n of profile.nodes) {
+      const id = n.callFrame.scriptId;
+      if (n.callFrame.url && !sources.has(id)) sources.set(id, await profiler.source(id));
+    }
+    const samples = attribute(profile, labeler(sources));
+    // Kept for a look in DevTools, and for profiles whose attribution looks off.
+    mkdirSync(dirname(OUT), { recursive: true });
+    writeFileSync(join(dirname(OUT), `giant-${target.room}-${roundNo}.cpuprofile`), JSON.stringify(profile));
+    writeFileSync(join(dirname(OUT), `giant-${target.room}-${roundNo}.sources.json`), JSON.stringify(Object.fromEntries(sources)));
+    return {
+      sockets: c.n,
+      shards,
+      ratePerSec: round(r.messages / r.seconds, 1),
+      ...figures({ cpuMs, samples, messages: r.messages, deliveries: r.deliveries, shards }),
+      framesPerMessage: r.deliveriesPerMessage,
+      p50: r.p50,
+      p99: r.p99,
+      cores: r.cpu,
+      elu: r.elu,
+      cpuMs,
+      samples,
+    };
+  } finally {
+    profiler.close();
+  }
+}
+
+/** How many sockets each shard of `room` holds, in shard order (the room's stats). */
+async function shardSockets(room) {
+  const res = await fetch(`${server.url}/rooms/${room}/stats`, { headers: { authorization: `Bearer ${await tokenFor(0)}` } });
+  const stats = await res.json();
+  return (stats.shards ?? []).map((s) => s.connections);
+}
+
 /** Idle memory on a freshly started workerd: RSS before and after the idle connections. */
 async function memory(target) {
   const { rooms, perRoom } = PLAN.memory;
   await server.restart();
   pids = workerdPids(server.pid());
+  isolate = isolatePid(pids, server.port);
   // One connection first, so compiling the Worker is not counted as connection memory.
   const warm = await connectRooms(target, "memwarm", 1, 1, 1);
   await closeRooms();
@@ -374,6 +448,11 @@ const TARGETS = {
   room: { kind: "room", label: "room", path: "" },
   unbatched: { kind: "room", label: "room (unbatched)", path: "/unbatched" },
 };
+/** The giant scenario's: the room unsharded (its baseline) and on SHARDS shards (VARS). */
+const GIANT_TARGETS = [
+  { ...TARGETS.room, room: "flat" },
+  { ...TARGETS.room, label: `room, ${SHARDS} shards`, room: "giant", shards: SHARDS },
+];
 
 async function main() {
   const killer = setTimeout(() => {
@@ -387,7 +466,8 @@ async function main() {
   const { startDevServer } = await import(join(copy, "scripts", "devserver.mjs"));
   server = await startDevServer({ vars: VARS, config: "bench/wrangler.toml", ...(persistTo ? { persistTo } : {}) });
   pids = workerdPids(server.pid());
-  log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")}`);
+  isolate = isolatePid(pids, server.port);
+  log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")} (the Worker's: ${isolate})`);
   const results = {};
   const everyRound = {};
   const want = (s) => ONLY.length === 0 || ONLY.includes(s);
@@ -400,9 +480,10 @@ async function main() {
       await connectRooms(target, "warmup", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
       await closeRooms();
     }
-    for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms })) {
+    for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms, giant })) {
       if (!want(name)) continue;
-      const runs = new Map((name === "fanout" ? targets : targets.slice(0, 2)).map((t) => [t, []]));
+      const of = { fanout: targets, giant: GIANT_TARGETS }[name] ?? targets.slice(0, 2);
+      const runs = new Map(of.map((t) => [t, []]));
       for (roundNo = 1; roundNo <= ROUNDS; roundNo++) {
         for (const [target, done] of runs) {
           log(`${name} (round ${roundNo}/${ROUNDS}): ${target.label}`);
