@@ -384,6 +384,9 @@ export class RoomClient {
         }
         return;
       }
+      case "delete":
+        this.#events.emit("delete", { seq: frame.seq });
+        return;
       case "direct":
         this.#events.emit("direct", frame);
         return;
