@@ -101,6 +101,7 @@ describe("DELETE /rooms/:room/messages/:seq", () => {
     expect((await resumed.next("welcome")).recovered).toBe(true);
     await resumed.collect("message", 3);
     expect(seqs(resumed.frames)).toEqual([2, 4, 5]);
+    expect(resumed.texts).toEqual([]); // no trace of the deleted one
     // Gone: a second delete, and a seq the room never had, are 404; a bad seq is 400.
     expect((await del(room, 3)).status).toBe(404);
     expect((await del(room, 99)).json.error.code).toBe("not_found");
