@@ -77,6 +77,7 @@ function wire(client: RoomClient): void {
     void loadHistory(client, w.seq + 1);
   });
   client.on("message", (m) => insertMessage(m, client.me?.id));
+  client.on("delete", ({ seq }) => ui.messages.querySelector(`[data-seq="${seq}"]`)?.remove());
   client.on("presence", () => showPeople(client));
   client.on("error", (e) => ui.messages.append(notice(`Error: ${e.code}`)));
 

@@ -21,6 +21,8 @@ export const ErrorCode = z.enum([
   "not_found",
   "too_large",
   "rate_limited",
+  /** the user was kicked with a ban that has not run out (POST /rooms/:room/kick) */
+  "banned",
   "auth_not_configured",
   "auth_unavailable",
   "misconfigured",
@@ -37,7 +39,7 @@ export const CloseCode = {
   serverError: 1011,
   /** the token's `exp` passed without a `refresh` */
   tokenExpired: 4401,
-  /** a `refresh` token no longer grants `subscribe` in this room */
+  /** a `refresh` token no longer grants `subscribe` in this room, or an admin kicked the user */
   forbidden: 4403,
   idle: 4408,
 } as const;
@@ -213,6 +215,8 @@ export const HistoryPageFrame = z.object({
   messages: z.array(MessageFrame),
   more: z.boolean(),
 });
+/** An admin deleted message `seq`: it has left history; drop it if shown. */
+export const DeleteFrame = z.object({ type: z.literal("delete"), seq: z.number().int().positive() });
 export const ErrorFrame = z.object({
   type: z.literal("error"),
   code: ErrorCode,
@@ -227,6 +231,7 @@ export const ServerFrame = z.discriminatedUnion("type", [
   AckFrame,
   PresenceEventFrame,
   HistoryPageFrame,
+  DeleteFrame,
   ErrorFrame,
 ]);
 export type ServerFrame = z.infer<typeof ServerFrame>;
@@ -237,6 +242,7 @@ export type AckFrame = z.infer<typeof AckFrame>;
 export type PresenceEventFrame = z.infer<typeof PresenceEventFrame>;
 export type PresenceUserFrame = z.infer<typeof PresenceUserFrame>;
 export type HistoryPageFrame = z.infer<typeof HistoryPageFrame>;
+export type DeleteFrame = z.infer<typeof DeleteFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
 
 // ---- HTTP --------------------------------------------------------------------------------
@@ -247,6 +253,19 @@ export const HistoryQuery = z.object({
 });
 export const PublishBody = z.object({ data: z.unknown() });
 export const IdempotencyKey = z.string().min(1).max(64);
+/** The longest ban a kick can set: a week. */
+export const MAX_BAN_SEC = 604_800;
+/** `banSec` sets the user's ban in this room from now (0 lifts one); absent leaves it as it is. */
+export const KickBody = z
+  .object({
+    user: z.string().min(1).max(MAX_ID_LENGTH),
+    banSec: z.number().int().min(0).max(MAX_BAN_SEC).optional(),
+    reason: z.string().max(200).optional(),
+  })
+  .strict();
+export type KickBody = z.infer<typeof KickBody>;
+/** A message's seq in a DELETE path. */
+export const MessageSeq = z.coerce.number().int().positive();
 
 export interface HttpError {
   error: { code: ErrorCode; message: string };
@@ -258,6 +277,13 @@ export interface HistoryPage {
 export interface PublishResult {
   seq: number;
   epoch: string;
+}
+export interface KickResult {
+  /** the user's sockets closed, across the room's shards */
+  closed: number;
+}
+export interface DeleteResult {
+  deleted: number;
 }
 export interface RoomStats {
   room: string;

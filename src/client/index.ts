@@ -189,11 +189,13 @@ export class RoomClient {
     ws.addEventListener("message", (e: { data: unknown }) => {
       if (current()) this.#onText(attempt, typeof e.data === "string" ? e.data : "");
     });
-    ws.addEventListener("close", (e: { code?: number }) => {
+    ws.addEventListener("close", (e: { code?: number; reason?: string }) => {
       if (!current()) return;
-      // The room ends a connection whose refreshed token no longer grants this room: final.
+      // The room ends a connection whose refreshed token no longer grants this room, or whose
+      // user an admin kicked: final (a ban would refuse the reconnect anyway).
       if (e.code === FORBIDDEN_CLOSE) {
-        this.#events.emit("error", new RoomError("forbidden", "the token no longer grants this room"));
+        const why = e.reason?.startsWith("kicked") ? e.reason : "the token no longer grants this room";
+        this.#events.emit("error", new RoomError("forbidden", why));
         return this.#shutdown("forbidden");
       }
       // 4401 (token expired) is not: the reconnect asks the token function for a fresh one.
@@ -384,6 +386,9 @@ export class RoomClient {
         }
         return;
       }
+      case "delete":
+        this.#events.emit("delete", { seq: frame.seq });
+        return;
       case "direct":
         this.#events.emit("direct", frame);
         return;

@@ -63,6 +63,8 @@ export interface RoomEvents {
   /** Every room message in seq order, the app's own included; never the same seq twice. */
   message: MessageFrame;
   direct: DirectMessageFrame;
+  /** An admin deleted message `seq`: drop it if shown (it may be one this client never got). */
+  delete: { seq: number };
   presence: PresenceEvent;
   status: StatusEvent;
   /** Errors not tied to a call (a rejected presence update, a bad server frame, a fatal close). */

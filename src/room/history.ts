@@ -1,6 +1,13 @@
 // The room's message log in Durable Object SQLite, colocated with the sockets. Each row keeps
 // the message frame already serialized, so replay and history pages never re-encode it.
+//
+// A deleted message leaves a tombstone (its row with an empty frame) rather than no row: the
+// room's seq is recovered from MAX(seq), so removing the newest row would let a restarted room
+// hand out that seq again, and shards repairing a gap rely on the log holding every seq.
 import type { HistoryPage, MessageFrame } from "../protocol";
+
+/** The frame of a deleted message's row. */
+export const TOMBSTONE = "";
 
 /** Rows per read of a resume replay (see `after`). */
 export const REPLAY_PAGE = 32;
@@ -32,6 +39,13 @@ export class History {
     if (seq > this.limit) this.sql.exec(`DELETE FROM messages WHERE seq <= ?`, seq - this.limit);
   }
 
+  /** Deletes message `seq`, keeping its tombstone; false when the log no longer holds it. */
+  delete(seq: number): boolean {
+    if (seq <= this.seq - this.limit) return false;
+    const rows = this.sql.exec(`UPDATE messages SET frame = ? WHERE seq = ? AND frame != ?`, TOMBSTONE, seq, TOMBSTONE);
+    return rows.rowsWritten > 0;
+  }
+
   /** The oldest seq still retained (seq + 1 when the log is empty). */
   private oldest(): number {
     const row = this.sql.exec(`SELECT MIN(seq) AS s FROM messages`).one();
@@ -44,11 +58,20 @@ export class History {
     return since <= this.seq && since + 1 >= this.oldest();
   }
 
-  /**
-   * Serialized frames after `since`, oldest first, read `pageSize` rows at a time: a resume
-   * over the whole retained log never holds more than one page in memory.
-   */
+  /** Serialized frames after `since`, oldest first, in pages; deleted messages left out. */
   *after(since: number, pageSize = REPLAY_PAGE): Generator<string[]> {
+    for (const page of this.rows(since, pageSize)) {
+      const frames = page.filter((f) => f !== TOMBSTONE);
+      if (frames.length > 0) yield frames;
+    }
+  }
+
+  /**
+   * Every seq's frame after `since`, oldest first, tombstones included (one entry per seq), read
+   * `pageSize` rows at a time: a resume over the whole retained log never holds more than one
+   * page in memory.
+   */
+  *rows(since: number, pageSize = REPLAY_PAGE): Generator<string[]> {
     let from = Math.max(since, this.seq - this.limit);
     for (;;) {
       const rows = this.sql
@@ -71,9 +94,10 @@ export class History {
     const floor = this.seq - this.limit;
     const rows = this.sql
       .exec<{ frame: string }>(
-        `SELECT frame FROM messages WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?`,
+        `SELECT frame FROM messages WHERE seq < ? AND seq > ? AND frame != ? ORDER BY seq DESC LIMIT ?`,
         upper,
         floor,
+        TOMBSTONE,
         limit + 1,
       )
       .toArray();

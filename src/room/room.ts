@@ -4,11 +4,13 @@
 import { DurableObject } from "cloudflare:workers";
 import { loadConfig, shardsFor, type Config } from "../config";
 import { capabilitiesFor, isFailure, verifyToken } from "../worker/auth";
+import { errorResponse, failure } from "../worker/http";
+import { Bans } from "./bans";
 import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
 import type { Env } from "../env";
-import { History } from "./history";
+import { History, TOMBSTONE } from "./history";
 import { IdempotencyKeys } from "./idempotency";
 import { Presence } from "./presence";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
@@ -33,8 +35,10 @@ import {
   type Capability,
   type ConnectionLimits,
   HISTORY_PAGE_DEFAULT,
+  type DeleteResult,
   type ErrorCode,
   type HistoryPage,
+  type KickResult,
   type PresenceEntry,
   type PublishResult,
   type RoomStats,
@@ -92,6 +96,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   /** How many times the room's object has been started (counters.ts). */
   readonly #starts: number;
   readonly #idempotency: IdempotencyKeys;
+  /** Kicked users' bans: the root's own, or a shard's copy of its root's (shards.ts). */
+  readonly #bans: Bans;
   readonly #resumeTokens: ResumeTokens;
   /** Live sessions by socket: the in-memory index the hot path reads instead of getWebSockets(). */
   readonly #sessions = new Map<WebSocket, Session>();
@@ -142,6 +148,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#counters = new Counters(this.#sql);
     this.#starts = this.#counters.countStart();
     this.#idempotency = new IdempotencyKeys(this.#sql);
+    this.#bans = new Bans(this.#sql);
     // Answered by the runtime itself, without waking a hibernated room.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
     this.#rebuild();
@@ -199,6 +206,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const join = JSON.parse(header) as Join;
     if (join.shard) return this.#joinShard(join);
     this.#named(join.room);
+    const banned = this.#refuseBanned(join.user.id);
+    if (banned) return banned;
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry. The
     // loop re-signs if a publish landed during the await, so the start is never before the welcome.
@@ -296,6 +305,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('shard_role', ?)`, JSON.stringify(this.#role));
     }
     const shard = await this.#shardState();
+    const banned = this.#refuseBanned(join.user.id);
+    if (banned) return banned;
     // A client that saw more on another shard than this one has delivered yet: catch up first.
     if (join.since !== undefined && join.epoch === shard.epoch && join.since > shard.head) {
       const since = join.since;
@@ -312,7 +323,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       const upTo = shard.head;
       const frames = await shard.root.range(since! + 1, upTo);
       if (frames === null) recovered = false;
-      else fetched = { frames, upTo };
+      else fetched = { frames: frames.filter((f) => f !== TOMBSTONE), upTo };
     }
     let start: number;
     let resume: string;
@@ -330,6 +341,14 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       recovered,
       missed: recovered ? [fetched?.frames ?? [], rest ?? []] : [],
     });
+  }
+
+  /** A banned user's upgrade gets 403 `banned`, with how long the ban has left. */
+  #refuseBanned(uid: string): Response | null {
+    const until = this.#bans.until(uid);
+    if (until === undefined) return null;
+    const left = Math.ceil((until - Date.now()) / 1000);
+    return errorResponse(failure("banned", `user ${uid} is banned from this room for ${left} more seconds`, left));
   }
 
   // ---- frames --------------------------------------------------------------------------
@@ -591,6 +610,51 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     return result;
   }
 
+  /**
+   * Closes every socket of `uid` with 4403 (on every shard of a sharded room) and sets its ban
+   * when `banSec` is given. The ban goes first, so a reconnect racing the close is refused.
+   */
+  async kick(room: string, uid: string, banSec: number | undefined, reason: string | undefined): Promise<KickResult> {
+    this.#named(room);
+    if (banSec !== undefined) {
+      const ban = { uid, until: Date.now() + banSec * 1000 };
+      this.#bans.set(ban);
+      if (this.#fanout) {
+        this.#fanout.push({ text: "", ban });
+        // Sent now, ahead of the kicks below on the same stubs: a shard has the ban before it closes.
+        this.#fanout.flush();
+      }
+    }
+    const why = closeReason(reason);
+    let closed = this.#kickHere(uid, why);
+    if (this.#fanout) {
+      const fanout = this.#fanout;
+      const counts = await Promise.all(this.#members!.shardsOf(uid).map((i) => fanout.stubOf(i).shardKick(uid, why)));
+      for (const n of counts) closed += n;
+    }
+    return { closed };
+  }
+
+  /** Closes this object's own sockets of `uid` (a kick); its leave goes out as for any last connection. */
+  #kickHere(uid: string, reason: string): number {
+    const sessions = [...this.#presence.sessionsOf(uid)];
+    for (const session of sessions) this.#close(session, CloseCode.forbidden, reason);
+    return sessions.length;
+  }
+
+  /**
+   * Removes message `seq` from history (pages, replays, shards' tails) and tells every socket;
+   * null when the room never had it or no longer holds it.
+   */
+  deleteMessage(room: string, seq: number): DeleteResult | null {
+    this.#named(room);
+    if (!this.#history.delete(seq)) return null;
+    const text = JSON.stringify({ type: "delete", seq });
+    this.#count("delivered", this.#delivery.broadcast(text));
+    this.#fanout?.push({ text, deleted: seq });
+    return { deleted: seq };
+  }
+
   history(room: string, before: number | undefined, limit: number): HistoryPage {
     this.#named(room);
     return this.#history.page(before, limit);
@@ -663,15 +727,19 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       resumeKey: this.#meta("resume_key"),
       users: counting ? null : (this.#members?.list() ?? []),
       count: this.#users,
+      bans: this.#bans.list(),
     };
   }
 
-  /** Stored messages from `from` to `to`, or null when the oldest of them is no longer retained. */
+  /**
+   * Stored messages from `from` to `to`, one entry per seq (a deleted one as TOMBSTONE, so the
+   * shard's count of seqs stays right), or null when the oldest of them is no longer retained.
+   */
   range(from: number, to: number): string[] | null {
     if (from > to) return [];
     if (!this.#history.covers(from - 1)) return null;
     const frames: string[] = [];
-    for (const page of this.#history.after(from - 1)) {
+    for (const page of this.#history.rows(from - 1)) {
       frames.push(...page.slice(0, to - from + 1 - frames.length));
       if (frames.length > to - from) break;
     }
@@ -741,6 +809,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const head = kept && kept.epoch === snap.epoch ? kept.head : snap.seq;
     const mirror = new Mirror();
     mirror.reset(snap, Session.nextOrder);
+    this.#bans.replace(snap.bans);
     const shard: ShardState = {
       role,
       root,
@@ -775,6 +844,15 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   #take(shard: ShardState, items: StreamItem[], rootSeq: number | null): Promise<void> | void {
     const before = shard.head;
     for (const [k, item] of items.entries()) {
+      if (item.ban) {
+        this.#bans.set(item.ban);
+        continue;
+      }
+      if (item.deleted !== undefined) {
+        shard.tail.forget(item.deleted);
+        this.#count("delivered", this.#delivery.broadcast(item.text));
+        continue;
+      }
       if (item.seq === undefined) {
         this.#deliverEvent(shard, item);
         continue;
@@ -807,10 +885,23 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#storeHead(shard);
   }
 
+  /** Delivers message `seq`; a TOMBSTONE (deleted before this shard got it) only moves the head. */
   #deliverMessage(shard: ShardState, seq: number, text: string): void {
     shard.head = seq;
     shard.tail.push(seq, text);
-    this.#count("delivered", this.#delivery.broadcast(text));
+    if (text !== TOMBSTONE) this.#count("delivered", this.#delivery.broadcast(text));
+  }
+
+  /** The root's kick: after the stream items sent before it (its ban among them), closes `uid`'s sockets here. */
+  async shardKick(uid: string, reason: string): Promise<number> {
+    if (!this.#role) return 0;
+    const shard = await this.#shardState();
+    let closed = 0;
+    const kick = () => {
+      closed = this.#kickHere(uid, reason);
+    };
+    await (shard.inbound = shard.inbound.then(kick, kick));
+    return closed;
   }
 
   #deliverEvent(shard: ShardState, item: StreamItem): void {
@@ -972,6 +1063,13 @@ function directText(from: UserRef, data: unknown, id: string | undefined): strin
 const REPAIR_AFTER_MS = 1000;
 /** Messages per root call when a shard repairs a gap. */
 const REPAIR_PAGE = 256;
+
+/** A close reason fits 123 UTF-8 bytes, or close() throws: a kick's reason is cut to fit. */
+function closeReason(reason: string | undefined): string {
+  let text = reason ? `kicked: ${reason}` : "kicked";
+  while (new TextEncoder().encode(text).byteLength > 123) text = [...text].slice(0, -1).join("");
+  return text;
+}
 
 function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   try {

@@ -20,6 +20,8 @@
 // Partyserver's sharding example and partysub fan out without a sequencer, so a message can be
 // missed or reordered across shards; here the root's seq and the gap repair rule that out.
 import type { PresenceEntry, UserRef } from "../protocol";
+import type { Ban } from "./bans";
+import { TOMBSTONE } from "./history";
 
 /** Room names cannot contain `#`, so no shard's name is a room's. */
 export function shardName(room: string, index: number): string {
@@ -48,6 +50,10 @@ export interface StreamItem {
   users?: PresenceEntry[];
   count?: number;
   to?: string;
+  /** moderation: a ban for the shard to enforce on joins (`text` is empty: nothing is sent) */
+  ban?: Ban;
+  /** moderation: message `deleted` left history; the shard forgets it and sends `text` to all */
+  deleted?: number;
 }
 
 /** What a shard needs before it can welcome anyone: the root's state at one instant. */
@@ -58,6 +64,8 @@ export interface Snapshot {
   /** the room-wide list, or null while the room is above PRESENCE_LIMIT (then `count`) */
   users: PresenceEntry[] | null;
   count: number;
+  /** bans still running, enforced by the shard on joins without asking the root */
+  bans: Ban[];
 }
 
 /** A shard's report of one user: how many of its sockets that user has now (0: none left). */
@@ -77,7 +85,7 @@ export class Tail {
 
   constructor(private readonly size = TAIL_SIZE) {}
 
-  /** Appends the message `seq` (always the next one: the shard repairs gaps before this). */
+  /** Appends the message `seq` (always the next one: the shard repairs gaps before this); a deleted one as TOMBSTONE. */
   push(seq: number, text: string): void {
     if (this.#frames.length === 0 || seq !== this.#first + this.#frames.length) {
       this.#frames.length = 0;
@@ -90,11 +98,17 @@ export class Tail {
     }
   }
 
-  /** Frames after `since` up to `head`, or undefined when the tail does not reach back that far. */
+  /** Frames after `since` up to `head` (deleted ones left out), or undefined when the tail does not reach back that far. */
   after(since: number, head: number): string[] | undefined {
     if (since >= head) return [];
     if (this.#frames.length === 0 || since + 1 < this.#first) return undefined;
-    return this.#frames.slice(since + 1 - this.#first, head + 1 - this.#first);
+    return this.#frames.slice(since + 1 - this.#first, head + 1 - this.#first).filter((f) => f !== TOMBSTONE);
+  }
+
+  /** Message `seq` was deleted: a resume must not replay it. */
+  forget(seq: number): void {
+    const at = seq - this.#first;
+    if (at >= 0 && at < this.#frames.length) this.#frames[at] = TOMBSTONE;
   }
 }
 
@@ -273,6 +287,8 @@ export class Fanout {
 /** The shard-side RPC surface the root calls (implemented by Room in its shard role). */
 export interface ShardTarget extends Rpc.DurableObjectBranded {
   stream(items: StreamItem[], rootSeq: number | null): Promise<void>;
+  /** Closes this shard's sockets of `uid` (a kick); returns how many. */
+  shardKick(uid: string, reason: string): Promise<number>;
   shardStats(): { connections: number; delivered: number };
   shardResync(rootSeq: number): void;
 }

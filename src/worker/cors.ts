@@ -29,7 +29,7 @@ export function preflight(request: Request, config: Config): Response {
     status: 204,
     headers: {
       "access-control-allow-origin": origin,
-      "access-control-allow-methods": "GET, POST",
+      "access-control-allow-methods": "GET, POST, DELETE",
       "access-control-allow-headers": "authorization, content-type, idempotency-key",
       "access-control-max-age": "600",
       vary: "Origin",

@@ -12,6 +12,7 @@ export const STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
   unauthorized: 401,
   forbidden: 403,
+  banned: 403,
   not_found: 404,
   too_large: 413,
   upgrade_required: 426,

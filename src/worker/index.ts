@@ -6,7 +6,7 @@ import { originAllowed, preflight, withCors } from "./cors";
 import { mintDevToken } from "./devtoken";
 import type { Env } from "../env";
 import { errorResponse, failure, json, type Failure } from "./http";
-import { HistoryQuery, IdempotencyKey, PublishBody, ROOM_NAME, type Capability } from "../protocol";
+import { HistoryQuery, IdempotencyKey, KickBody, MessageSeq, PublishBody, ROOM_NAME, type Capability } from "../protocol";
 import { UpgradeLimiter } from "./upgrade-limit";
 import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
 import { JOIN_HEADER, type Join } from "../room/room";
@@ -14,15 +14,20 @@ import { shardName } from "../room/shards";
 
 
 const upgrades = new UpgradeLimiter();
-const ROUTE = /^\/rooms\/([^/]*)\/(ws|messages|history|presence|stats)$/;
-type Action = "ws" | "messages" | "history" | "presence" | "stats";
+// `/rooms/:room/<action>`, or `/rooms/:room/messages/:seq` (the `message` action: one message).
+const ROUTE = /^\/rooms\/([^/]*)\/(ws|messages|history|presence|stats|kick|messages\/[^/]*)$/;
+type Action = "ws" | "messages" | "message" | "history" | "presence" | "stats" | "kick";
 const NEEDS: Record<Action, { method: string; cap: Capability }> = {
   ws: { method: "GET", cap: "subscribe" },
   messages: { method: "POST", cap: "publish" },
+  message: { method: "DELETE", cap: "admin" },
   history: { method: "GET", cap: "history" },
   presence: { method: "GET", cap: "subscribe" },
   stats: { method: "GET", cap: "admin" },
+  kick: { method: "POST", cap: "admin" },
 };
+/** Moderation bodies are small: a user id and a reason of at most 200 characters. */
+const MAX_KICK_BODY_BYTES = 2048;
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
@@ -40,13 +45,14 @@ export default {
     if (config.DEV_TOKENS && url.pathname === "/dev/token") return mintDevToken(url, config);
 
     const route = ROUTE.exec(url.pathname);
-    if (route && route[2] !== "ws" && request.method === "OPTIONS") return preflight(request, config);
-    if (!route || request.method !== NEEDS[route[2] as Action].method) {
+    const action = (route?.[2]?.startsWith("messages/") ? "message" : route?.[2]) as Action | undefined;
+    if (route && action !== "ws" && request.method === "OPTIONS") return preflight(request, config);
+    if (!route || !action || request.method !== NEEDS[action].method) {
       return errorResponse(failure("not_found", `no route for ${request.method} ${url.pathname}`));
     }
-    const [, segment, action] = route as unknown as [string, string, Action];
-    const room = decodeRoom(segment);
-    const outcome = await handleRoom(request, env, config, url, room, action);
+    const room = decodeRoom(route[1]!);
+    const target = action === "message" ? route[2]!.slice("messages/".length) : "";
+    const outcome = await handleRoom(request, env, config, url, room, action, target);
     const response = outcome instanceof Response ? outcome : errorResponse(outcome);
     // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
     return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
@@ -60,6 +66,8 @@ async function handleRoom(
   url: URL,
   room: string,
   action: Action,
+  /** the message action's seq, as written in the path */
+  target: string,
 ): Promise<Response | Failure> {
   // The order of checks is part of the contract: 429, 400, 426, 401, 403.
   if (action === "ws") {
@@ -116,6 +124,17 @@ async function handleRoom(
       return json(await stub.presence(room));
     case "stats":
       return json(await stub.stats(room));
+    case "kick": {
+      const body = await readKick(request);
+      if (isFailure(body)) return body;
+      return json(await stub.kick(room, body.user, body.banSec, body.reason));
+    }
+    case "message": {
+      const seq = MessageSeq.safeParse(target);
+      if (!seq.success || !/^[0-9]+$/.test(target)) return failure("bad_request", "the message's seq must be a positive integer");
+      const deleted = await stub.deleteMessage(room, seq.data);
+      return deleted ? json(deleted) : failure("not_found", `room ${room} holds no message ${seq.data}`);
+    }
   }
 }
 
@@ -147,9 +166,11 @@ async function join(
     ...(shard === undefined ? {} : { shard }),
   };
   // A fresh request: nothing the client sent (headers included) reaches the room but this.
-  return stub.fetch("https://room.internal/ws", {
+  const res = await stub.fetch("https://room.internal/ws", {
     headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(payload) },
   });
+  // A refusal (a ban) comes back with immutable headers: copied, so CORS can be added to it.
+  return res.status === 101 ? res : new Response(res.body, res);
 }
 
 async function readPublish(
@@ -174,6 +195,25 @@ async function readPublish(
   const body = PublishBody.safeParse(raw);
   if (!body.success || Array.isArray(raw)) return failure("bad_request", 'body must be {"data": <json>}');
   return { data: body.data.data, ...(key === undefined ? {} : { key }) };
+}
+
+async function readKick(request: Request): Promise<KickBody | Failure> {
+  const usage = 'body must be {"user": "<id>", "banSec"?: 0..604800, "reason"?: "<at most 200 characters>"}';
+  const text = await readAtMost(request, MAX_KICK_BODY_BYTES);
+  if (text === undefined) return failure("too_large", `body exceeds ${MAX_KICK_BODY_BYTES} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return failure("bad_request", `body is not JSON; ${usage}`);
+  }
+  const body = KickBody.safeParse(raw);
+  if (!body.success) {
+    const issue = body.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+    return failure("bad_request", `${issue?.message ?? "invalid body"}${where}; ${usage}`);
+  }
+  return body.data;
 }
 
 /**

@@ -102,6 +102,32 @@ describe("RoomClient", () => {
     client.close();
   });
 
+  it("emits delete for a deleted message, in order with the messages around it", async () => {
+    const { client, latest } = setup();
+    const seen: string[] = [];
+    client.on("message", (m) => seen.push(`message ${m.seq}`));
+    client.on("delete", (d) => seen.push(`delete ${d.seq}`));
+    await vi.advanceTimersByTimeAsync(0);
+    latest().accept();
+    latest().receive([msg(1), { type: "delete", seq: 1 }, msg(2)]);
+    expect(seen).toEqual(["message 1", "delete 1", "message 2"]);
+    client.close();
+  });
+
+  it("stops after a kick (4403) and says so", async () => {
+    const { client, sockets, latest } = setup();
+    const errors: { code: string; message: string }[] = [];
+    client.on("error", (e) => errors.push(e));
+    await vi.advanceTimersByTimeAsync(0);
+    latest().accept();
+    latest().readyState = 3;
+    latest().emit("close", { code: 4403, reason: "kicked: spam" });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(client.status).toBe("closed");
+    expect(sockets).toHaveLength(1);
+    expect(errors).toMatchObject([{ code: "forbidden", message: "kicked: spam" }]);
+  });
+
   it("pings every 25 s and reconnects when no pong comes within 10 s", async () => {
     const { client, sockets, latest } = setup();
     await vi.advanceTimersByTimeAsync(0);

@@ -29,6 +29,12 @@ describe("CORS on the HTTP room routes", () => {
     expect(pre.status).toBe(204);
     expect(pre.headers.get("access-control-allow-methods")).toContain("POST");
     expect(pre.headers.get("access-control-allow-headers")).toContain("idempotency-key");
+    // An admin page deletes messages from the browser too.
+    const del = await call("OPTIONS", `/rooms/${room}/messages/3`, {
+      headers: { origin: "https://app.example", "access-control-request-method": "DELETE" },
+    });
+    expect(del.status).toBe(204);
+    expect(del.headers.get("access-control-allow-methods")).toContain("DELETE");
     const denied = await call("OPTIONS", `/rooms/${room}/messages`, { headers: { origin: "https://evil.example" } });
     expect(denied.status).toBe(403);
     const ws = await call("OPTIONS", `/rooms/${room}/ws`, { headers: { origin: "https://app.example" } });
