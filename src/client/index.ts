@@ -10,14 +10,7 @@ import { PresenceMap, type PresenceUser } from "./presence";
 import { Requests } from "./requests";
 import { ResumePoint } from "./resume";
 import type { HistoryPage, RoomClientOptions, RoomEvents, Status } from "./options";
-import {
-  closeQuietly,
-  decodeServerMessage,
-  OPEN,
-  probeHandshake,
-  type WebSocketConstructor,
-  type WebSocketLike,
-} from "./socket";
+import { closeQuietly, decodeServerMessage, OPEN, probeHandshake, type WebSocketConstructor, type WebSocketLike } from "./socket";
 
 export { Backoff, type BackoffOptions } from "./backoff";
 export { RoomError, type ClientErrorCode, type RoomErrorCode } from "./errors";

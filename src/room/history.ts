@@ -52,11 +52,7 @@ export class History {
     let from = Math.max(since, this.seq - this.limit);
     for (;;) {
       const rows = this.sql
-        .exec<{ seq: number; frame: string }>(
-          `SELECT seq, frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`,
-          from,
-          pageSize,
-        )
+        .exec<{ seq: number; frame: string }>(`SELECT seq, frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, from, pageSize)
         .toArray();
       if (rows.length === 0) return;
       yield rows.map((r) => r.frame);
@@ -70,12 +66,7 @@ export class History {
     const upper = before ?? this.seq + 1;
     const floor = this.seq - this.limit;
     const rows = this.sql
-      .exec<{ frame: string }>(
-        `SELECT frame FROM messages WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?`,
-        upper,
-        floor,
-        limit + 1,
-      )
+      .exec<{ frame: string }>(`SELECT frame FROM messages WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?`, upper, floor, limit + 1)
       .toArray();
     const more = rows.length > limit;
     return { frames: rows.slice(0, limit).map((r) => r.frame), more };

@@ -211,9 +211,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     // messages after its start. `since` below the start (or no token at all) recovers nothing.
     const replayFrom = join.caps.includes("history") ? 0 : start;
     const recovered =
-      join.since === undefined
-        ? undefined
-        : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
+      join.since === undefined ? undefined : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
     return this.#admit(join, {
       epoch: this.#epoch,
       seq: this.#history.seq,
@@ -227,10 +225,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    * Accepts the socket and welcomes it, then sends what it missed: all in one synchronous run,
    * so nothing new can overtake the replay. Shared by rooms and shards (#joinShard).
    */
-  #admit(
-    join: Join,
-    w: { epoch: string; seq: number; resume: string; recovered?: boolean; missed: Iterable<string[]> },
-  ): Response {
+  #admit(join: Join, w: { epoch: string; seq: number; resume: string; recovered?: boolean; missed: Iterable<string[]> }): Response {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
     const attachment: Attachment = { v: 1, c: randomId(), u: join.user.id, n: join.user.name, k: capsToBits(join.caps), s: now };
@@ -597,7 +592,11 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     );
     // A restarted root may still count sockets that died with a shard: every shard reports again.
     if (waking && this.#members.size > 0) {
-      for (let i = 0; i < count; i++) this.#fanout.stubOf(i).shardResync().catch(() => {});
+      for (let i = 0; i < count; i++)
+        this.#fanout
+          .stubOf(i)
+          .shardResync()
+          .catch(() => {});
     }
   }
 
@@ -771,14 +770,12 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   }
 
   /** Sends a frame's work to the root; a failed call is answered as the frame's error. */
-  #viaRoot(
-    session: Session,
-    id: string | undefined,
-    call: (root: DurableObjectStub<Room>, room: string) => Promise<unknown>,
-  ): void {
+  #viaRoot(session: Session, id: string | undefined, call: (root: DurableObjectStub<Room>, room: string) => Promise<unknown>): void {
     void this.#shardState()
       .then((shard) => call(shard.root, shard.role.room))
-      .catch(() => this.#send(session, { type: "error", code: "internal", message: "the room is unavailable; try again", ...(id === undefined ? {} : { id }) }));
+      .catch(() =>
+        this.#send(session, { type: "error", code: "internal", message: "the room is unavailable; try again", ...(id === undefined ? {} : { id }) }),
+      );
   }
 
   /** Queues this shard's count of `uid` for the root; reports go together once this turn's events have run. */

@@ -12,7 +12,6 @@ import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
 import { JOIN_HEADER, type Join } from "../room/room";
 import { shardName } from "../room/shards";
 
-
 const upgrades = new UpgradeLimiter();
 const ROUTE = /^\/rooms\/([^/]*)\/(ws|messages|history|presence|stats)$/;
 type Action = "ws" | "messages" | "history" | "presence" | "stats";
@@ -53,14 +52,7 @@ export default {
   },
 } satisfies ExportedHandler<Env>;
 
-async function handleRoom(
-  request: Request,
-  env: Env,
-  config: Config,
-  url: URL,
-  room: string,
-  action: Action,
-): Promise<Response | Failure> {
+async function handleRoom(request: Request, env: Env, config: Config, url: URL, room: string, action: Action): Promise<Response | Failure> {
   // The order of checks is part of the contract: 429, 400, 426, 401, 403.
   if (action === "ws") {
     const ip = request.headers.get("cf-connecting-ip") ?? "unknown";
@@ -151,10 +143,7 @@ async function join(
   });
 }
 
-async function readPublish(
-  request: Request,
-  config: Config,
-): Promise<{ data: unknown; key?: string } | Failure> {
+async function readPublish(request: Request, config: Config): Promise<{ data: unknown; key?: string } | Failure> {
   const key = request.headers.get("idempotency-key") ?? undefined;
   if (key !== undefined && !IdempotencyKey.safeParse(key).success) {
     return failure("bad_request", "Idempotency-Key must be 1..64 characters");

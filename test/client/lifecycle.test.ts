@@ -26,7 +26,17 @@ class FakeSocket implements WebSocketLike {
   accept(welcome: object = {}) {
     this.readyState = 1;
     this.emit("open");
-    this.receive({ type: "welcome", room: "r", connectionId: "c", user: { id: "me", name: "Me" }, epoch: "e1", seq: 0, presence: [], resume: "r1.0.x", ...welcome });
+    this.receive({
+      type: "welcome",
+      room: "r",
+      connectionId: "c",
+      user: { id: "me", name: "Me" },
+      epoch: "e1",
+      seq: 0,
+      presence: [],
+      resume: "r1.0.x",
+      ...welcome,
+    });
   }
   receive(frame: unknown) {
     this.emit("message", { data: typeof frame === "string" ? frame : JSON.stringify(frame) });
@@ -36,12 +46,22 @@ class FakeSocket implements WebSocketLike {
     this.emit("close", { code, reason: "" });
   }
   publishes() {
-    return this.sent.filter((t) => t.startsWith("{")).map((t) => JSON.parse(t)).filter((f) => f.type === "publish");
+    return this.sent
+      .filter((t) => t.startsWith("{"))
+      .map((t) => JSON.parse(t))
+      .filter((f) => f.type === "publish");
   }
 }
 
 /** A message; with an id it is the echo of a frame of this client's user ("me", as welcomed). */
-const msg = (seq: number, id?: string) => ({ type: "message", seq, ts: 0, from: id ? { id: "me", name: "Me" } : { id: "x", name: "X" }, data: seq, ...(id ? { id } : {}) });
+const msg = (seq: number, id?: string) => ({
+  type: "message",
+  seq,
+  ts: 0,
+  from: id ? { id: "me", name: "Me" } : { id: "x", name: "X" },
+  data: seq,
+  ...(id ? { id } : {}),
+});
 
 const CODE_FOR: Record<number, string> = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 429: "rate_limited", 503: "auth_unavailable" };
 

@@ -6,10 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { expect, it } from "vitest";
-import {
-  unstable_getDurableObjectClassNameToUseSQLiteMap as liveClasses,
-  unstable_readConfig as readConfig,
-} from "wrangler";
+import { unstable_getDurableObjectClassNameToUseSQLiteMap as liveClasses, unstable_readConfig as readConfig } from "wrangler";
 import { ConfigSchema } from "../../src/config";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));

@@ -52,7 +52,12 @@ function rows(text: string): string[][] {
     .split("\n")
     .filter((l) => l.startsWith("|") && !/^\|[-| ]+\|$/.test(l))
     .slice(1)
-    .map((l) => l.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
+    .map((l) =>
+      l
+        .slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map((c) => c.trim()),
+    );
 }
 
 /** `name` and `name`? in a cell: each name, and whether it is marked optional. */
@@ -61,8 +66,7 @@ function fields(cell: string): Record<string, boolean> {
 }
 
 type Obj = z.ZodObject<z.ZodRawShape>;
-const literals = (s: z.ZodType): string[] =>
-  s instanceof z.ZodEnum ? (s.options as string[]) : [...(s as z.ZodLiteral<string>).values];
+const literals = (s: z.ZodType): string[] => (s instanceof z.ZodEnum ? (s.options as string[]) : [...(s as z.ZodLiteral<string>).values]);
 /** A frame schema's fields as the doc lists them: the discriminators left out, optional marked. */
 function schemaFields(schema: Obj): Record<string, boolean> {
   return Object.fromEntries(

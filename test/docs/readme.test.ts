@@ -11,11 +11,8 @@ it("documents every config field with the default the code uses", () => {
   const rows = new Map<string, string>();
   for (const m of readme.matchAll(/^\| `([A-Z_]+)` \| ([^|]+?) \|/gm)) rows.set(m[1]!, m[2]!.trim());
   const defaults = ConfigSchema.parse({}) as Record<string, unknown>;
-  const shown = (v: unknown) =>
-    v === undefined || (Array.isArray(v) && v.length === 0) ? "none" : String(v);
-  expect(Object.fromEntries(rows)).toEqual(
-    Object.fromEntries(Object.keys(ConfigSchema.shape).map((k) => [k, shown(defaults[k])])),
-  );
+  const shown = (v: unknown) => (v === undefined || (Array.isArray(v) && v.length === 0) ? "none" : String(v));
+  expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(Object.keys(ConfigSchema.shape).map((k) => [k, shown(defaults[k])])));
 });
 
 it("states the presence hold window the code uses", () => {

@@ -101,11 +101,7 @@ describe("capabilitiesFor: the token's room map", () => {
   });
 
   it("merges the exact entry with every matching prefix entry", () => {
-    expect(caps({ "t-1": ["subscribe"], "t-*": ["history"], "*": ["admin"], "x*": ["publish"] }, "t-1")).toEqual([
-      "admin",
-      "history",
-      "subscribe",
-    ]);
+    expect(caps({ "t-1": ["subscribe"], "t-*": ["history"], "*": ["admin"], "x*": ["publish"] }, "t-1")).toEqual(["admin", "history", "subscribe"]);
   });
 
   it("does not treat `*` inside a pattern as a wildcard", () => {

@@ -55,7 +55,11 @@ describe("where the token comes from", () => {
 
 describe("each route requires its capability", () => {
   it.each(ROUTES)("answers 403 on $method $action to a token with every capability but $cap", async (route) => {
-    const t = await tokenFor("alice", "caps", ALL.filter((c) => c !== route.cap));
+    const t = await tokenFor(
+      "alice",
+      "caps",
+      ALL.filter((c) => c !== route.cap),
+    );
     await expectFailure(await hit(route, "caps", { query: t }), 403, "forbidden");
   });
 

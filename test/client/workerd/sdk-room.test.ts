@@ -70,9 +70,12 @@ function client(room: string, tok: RoomClientOptions["token"], extra: Partial<Ro
 
 /** vi.waitFor with a readable failure. */
 const until = (check: () => boolean, what: string, timeout = 5_000) =>
-  vi.waitFor(() => {
-    if (!check()) throw new Error(`timed out waiting for ${what}`);
-  }, { timeout, interval: 10 });
+  vi.waitFor(
+    () => {
+      if (!check()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout, interval: 10 },
+  );
 
 describe("SDK against the room", () => {
   it("two clients see each other in presence and exchange messages; publish resolves with the seq", async () => {
@@ -263,7 +266,10 @@ describe("An echo is matched by id and sender (security review, defect 4)", () =
     const { alice, bob, nextId } = await victimAndAttacker("sdk-forge-replay");
     alice.link.mode = "lose"; // sent, never arrives
     const mine = alice.c.publish("mine");
-    const outcome = mine.then((seq) => ({ seq }), (e: { code: string }) => ({ code: e.code }));
+    const outcome = mine.then(
+      (seq) => ({ seq }),
+      (e: { code: string }) => ({ code: e.code }),
+    );
     alice.sockets[0]!.close(1000, "cut");
     await until(() => alice.c.status === "reconnecting", "alice reconnecting");
     alice.link.mode = "pass";

@@ -188,9 +188,7 @@ export class RoomClient {
     const from = opts.from ?? 0;
     return this.until(
       () =>
-        this.frames
-          .slice(from)
-          .find((f): f is Extract<ServerFrame, { type: T }> => f.type === type && match(f as Extract<ServerFrame, { type: T }>)),
+        this.frames.slice(from).find((f): f is Extract<ServerFrame, { type: T }> => f.type === type && match(f as Extract<ServerFrame, { type: T }>)),
       `a ${type} frame`,
       opts.timeoutMs,
     );

@@ -13,9 +13,7 @@ const rootOf = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
 const shardOf = (room: string, i: number) => env.ROOMS.get(env.ROOMS.idFromName(`${room}#${i}`));
 
 async function crowd(room: string, n: number, prefix = "u"): Promise<TestSocket[]> {
-  const socks = await Promise.all(
-    Array.from({ length: n }, async (_, i) => connect(room, { token: await tokenFor(`${prefix}${i}`, room) })),
-  );
+  const socks = await Promise.all(Array.from({ length: n }, async (_, i) => connect(room, { token: await tokenFor(`${prefix}${i}`, room) })));
   await Promise.all(socks.map((s) => s.next("welcome")));
   return socks;
 }
