@@ -147,10 +147,13 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       this.#role = JSON.parse(role.value) as ShardRole;
       // A shard that restarted lost the sockets its root counted, without close events: it
       // reports its whole membership again, replacing what the root had for it.
-      void this.#shardState().then((shard) => this.#reportAll(shard));
+      void this.#shardState()
+        .then((shard) => this.#reportAll(shard))
+        .catch(reportLost);
     }
     const name = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'room'`).toArray()[0];
     if (name) this.#named(name.value, true);
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- a throw inside resets the object (blockConcurrencyWhile's contract): nothing is left to handle it
     void ctx.blockConcurrencyWhile(async () => {
       this.#alarmAt = await ctx.storage.getAlarm();
     });
@@ -500,6 +503,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   #scheduleAlarm(at: number): void {
     if (at === Infinity || (this.#alarmAt !== null && this.#alarmAt <= at)) return;
     this.#alarmAt = at;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- a failed write breaks the output gate and resets the object; the caller is synchronous
     void this.ctx.storage.setAlarm(at);
   }
 
@@ -679,7 +683,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   async #snapshotFrom(role: ShardRole): Promise<ShardState> {
     const root = this.env.ROOMS.get(this.env.ROOMS.idFromName(role.room));
     // (RPC types turn `unknown` presence state into `never`; the value is the Snapshot sent.)
-    const snap = (await root.snapshot(role.room)) as unknown as Snapshot;
+    const snap = await (root.snapshot(role.room) as Promise<Snapshot>);
     // The head the sockets here last got survives hibernation; a new shard, or one whose root
     // lost its storage (a new epoch), starts at the root's seq.
     const stored = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'shard_head'`).toArray()[0];
@@ -782,10 +786,12 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   #report(uid: string, name?: string): void {
     const user = this.#presence.user(uid);
     const conns = [...this.#presence.sessionsOf(uid)].length;
-    void this.#shardState().then((shard) => {
-      shard.reports.set(uid, { uid, name: user?.name ?? name ?? uid, conns });
-      this.#sendReports(shard);
-    });
+    void this.#shardState()
+      .then((shard) => {
+        shard.reports.set(uid, { uid, name: user?.name ?? name ?? uid, conns });
+        this.#sendReports(shard);
+      })
+      .catch(reportLost);
   }
 
   /** After a restart or when the root asks: this shard's whole membership, replacing what the root had. */
@@ -816,7 +822,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   #reporting = false;
 
   shardResync(): void {
-    if (this.#role) void this.#shardState().then((shard) => this.#reportAll(shard));
+    if (this.#role)
+      void this.#shardState()
+        .then((shard) => this.#reportAll(shard))
+        .catch(reportLost);
   }
 
   shardStats(): { connections: number; delivered: number } {
@@ -910,6 +919,9 @@ function directText(from: UserRef, data: unknown, id: string | undefined): strin
 const REPAIR_AFTER_MS = 1000;
 /** Messages per root call when a shard repairs a gap. */
 const REPAIR_PAGE = 256;
+
+/** A shard whose root is unreachable drops its report: a root that restarts asks every shard to report again (shardResync). */
+function reportLost(): void {}
 
 function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   try {
