@@ -5,7 +5,7 @@
 //   type-check): each exported type of src/protocol.ts is written out as the plain type the
 //   schema infers, its docs kept. The SDK imports only types from there, so nothing is lost.
 // - relative imports get their `.js`, which Node ESM resolution (nodenext) requires.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";

@@ -58,7 +58,7 @@ export const DirectFrame = z.object({
   id: Id.optional(),
 });
 export const PresenceState = z.record(z.string(), z.unknown()).refine((s) => utf8Length(JSON.stringify(s)) <= MAX_PRESENCE_STATE_BYTES, {
-  message: `presence state must be at most ${MAX_PRESENCE_STATE_BYTES} bytes serialized`,
+  error: `presence state must be at most ${MAX_PRESENCE_STATE_BYTES} bytes serialized`,
 });
 export const PresenceFrame = z.object({
   type: z.literal("presence"),
