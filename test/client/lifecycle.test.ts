@@ -69,10 +69,12 @@ const CODE_FOR: Record<number, string> = { 400: "bad_request", 401: "unauthorize
 function setup(probeStatus: number | "down" = 200, probeCode?: string) {
   const sockets: FakeSocket[] = [];
   const statuses: StatusEvent[] = [];
-  const fetch = vi.fn(async () => {
-    if (probeStatus === "down") throw new TypeError("fetch failed");
+  const fetch = vi.fn(() => {
+    if (probeStatus === "down") return Promise.reject(new TypeError("fetch failed"));
     const code = probeCode ?? CODE_FOR[probeStatus] ?? "internal";
-    return new Response(JSON.stringify(probeStatus === 200 ? { users: [] } : { error: { code, message: "" } }), { status: probeStatus });
+    return Promise.resolve(
+      new Response(JSON.stringify(probeStatus === 200 ? { users: [] } : { error: { code, message: "" } }), { status: probeStatus }),
+    );
   });
   const client = new RoomClient({
     url: "https://rooms.test",
@@ -83,7 +85,7 @@ function setup(probeStatus: number | "down" = 200, probeCode?: string) {
       sockets.push(s);
       return s;
     },
-    fetch: fetch as unknown as typeof globalThis.fetch,
+    fetch: fetch,
     backoff: { random: () => 0.5 },
   });
   client.on("status", (s) => statuses.push(s));
@@ -156,7 +158,7 @@ describe("RoomClient", () => {
   });
 
   it.each([400, 403])("gives up after a handshake the probe shows was a %i", async (status) => {
-    const { client, sockets, latest, statuses } = setup(status);
+    const { sockets, latest, statuses } = setup(status);
     await vi.advanceTimersByTimeAsync(0);
     latest().drop(1006);
     await vi.advanceTimersByTimeAsync(60_000);

@@ -100,7 +100,7 @@ describe("the whole protocol against wrangler dev", () => {
       });
     const first = await post("once");
     expect(first.status).toBe(201);
-    const result = (await first.json()) as { seq: number; epoch: string };
+    const result = await first.json<{ seq: number; epoch: string }>();
     expect(await (await post("once")).json()).toEqual(result);
     await listener.seen(result.seq);
     expect(listener.messages.filter((m) => m.seq === result.seq)).toHaveLength(1);

@@ -71,6 +71,6 @@ describe("adaptive batching", () => {
         })),
       ).toEqual(socks.map(() => ({ received: 1, batches: 0, frames: 1 })));
     }
-    expect(Math.min(...latencies), `latencies ${latencies.map(Math.round)} ms vs a ${window} ms window`).toBeLessThan(window);
+    expect(Math.min(...latencies), `latencies ${latencies.map(Math.round).join(",")} ms vs a ${window} ms window`).toBeLessThan(window);
   });
 });

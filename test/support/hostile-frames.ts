@@ -200,7 +200,7 @@ const wrongSchema: fc.Arbitrary<Hostile> = fc
       ],
     ),
   )
-  .filter((h) => !mayBeFrameLoose(h.payload as string));
+  .filter((h) => !mayBeFrameLoose(h.payload));
 
 /** `mayBeFrame` admits every object with a known type; the schema mutations are known-bad, so only guard against the generator producing a valid frame by accident (e.g. an id mutated to a valid id). */
 function mayBeFrameLoose(text: string): boolean {

@@ -36,7 +36,7 @@ export async function upgrade(room: string, opts: ConnectOptions = {}): Promise<
   const params = new URLSearchParams();
   if (opts.token) params.set("token", opts.token);
   for (const [k, v] of Object.entries(opts.query ?? {})) params.set(k, String(v));
-  return exports.default.fetch(`http://rooms.test/rooms/${room}/ws?${params}`, {
+  return exports.default.fetch(`http://rooms.test/rooms/${room}/ws?${params.toString()}`, {
     headers: { upgrade: "websocket", ...opts.headers },
   });
 }

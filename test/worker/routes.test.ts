@@ -263,9 +263,11 @@ describe("POST /rooms/:room/messages body checks", () => {
       duplex: "half",
     } as RequestInit);
     expect(res.status).toBe(201);
-    const page = (await (await request(`/rooms/bodies/history?limit=1&token=${await tokenFor("srv", "bodies", ["history"])}`)).json()) as {
+    const page = await (
+      await request(`/rooms/bodies/history?limit=1&token=${await tokenFor("srv", "bodies", ["history"])}`)
+    ).json<{
       messages: { data: unknown }[];
-    };
+    }>();
     expect(page.messages[0]!.data).toBe("€".repeat(1000));
   });
 

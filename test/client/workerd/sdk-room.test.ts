@@ -57,7 +57,7 @@ function client(room: string, tok: RoomClientOptions["token"], extra: Partial<Ro
       sockets.push(res.webSocket);
       return link.wrap(res.webSocket);
     },
-    fetch: (input, init) => exports.default.fetch(input as string, init),
+    fetch: (input, init) => exports.default.fetch(input, init),
     backoff: { baseMs: 50, capMs: 400 },
     pingIntervalMs: 500, // the pool's IDLE_TIMEOUT_SEC is 2
     ...extra,
@@ -285,7 +285,7 @@ async function rateLimited(room: string): Promise<number> {
   const res = await exports.default.fetch(`http://rooms.test/rooms/${room}/stats`, {
     headers: { authorization: `Bearer ${await tokenFor("ops", room, ["admin"])}` },
   });
-  return ((await res.json()) as RoomStats).rateLimited;
+  return (await res.json<RoomStats>()).rateLimited;
 }
 
 /** seqs the room assigned one after another: nothing refused, nothing reordered. */
@@ -324,7 +324,9 @@ describe("The SDK stays within the limits the welcome advertises", () => {
     await until(() => alice.c.status === "reconnecting", "away");
     const queued = Array.from({ length: 20 }, (_, i) => alice.c.publish(i)); // RATE_LIMIT_BURST is 20 here
     let page: Promise<unknown> | undefined;
-    alice.c.on("welcome", () => (page ??= alice.c.history({ limit: 5 })));
+    alice.c.on("welcome", () => {
+      page ??= alice.c.history({ limit: 5 });
+    });
     const errors: string[] = [];
     alice.c.on("error", (e) => errors.push(e.code));
     open();

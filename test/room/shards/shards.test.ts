@@ -152,15 +152,13 @@ describe("a sharded room is one room", () => {
   it("loses and repeats nothing when the root or a shard is evicted mid-conversation", async () => {
     const room = "giant-evict";
     const socks = await crowd(room, 12);
-    const publish = async (k: number) => {
-      socks[k % socks.length]!.send({ type: "publish", data: k });
-    };
-    for (let k = 0; k < 5; k++) await publish(k);
+    const publish = (k: number) => socks[k % socks.length]!.send({ type: "publish", data: k });
+    for (let k = 0; k < 5; k++) publish(k);
     await evictDurableObject(rootOf(room));
-    for (let k = 5; k < 10; k++) await publish(k);
+    for (let k = 5; k < 10; k++) publish(k);
     await evictDurableObject(shardOf(room, 1), { webSockets: "hibernate" });
     await evictDurableObject(shardOf(room, 2), { webSockets: "hibernate" });
-    for (let k = 10; k < 15; k++) await publish(k);
+    for (let k = 10; k < 15; k++) publish(k);
     for (const s of socks) {
       await s.collect("message", 15, 10_000);
       expect(seqs(s)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
