@@ -7,12 +7,7 @@ const TEST_SECRET = "test-secret-for-the-workers-pool-only";
 export const JWKS_URL = "https://idp.test/.well-known/jwks.json";
 
 /** A Workers-pool project: the real runtime, wrangler.toml's bindings, these vars on top. */
-function pool(
-  name: string,
-  include: string[],
-  bindings: Record<string, string>,
-  outbound?: (request: Request) => Response | Promise<Response>,
-) {
+function pool(name: string, include: string[], bindings: Record<string, string>, outbound?: (request: Request) => Response | Promise<Response>) {
   return {
     plugins: [
       cloudflareTest({
@@ -68,9 +63,7 @@ export default defineConfig(async () => {
   // The key server in an outage: every fetch of the set counted, answered 503; `/hits` tells the count.
   let keyFetches = 0;
   const downKeyServer = (request: Request) =>
-    new URL(request.url).pathname === "/hits"
-      ? new Response(String(keyFetches))
-      : (keyFetches++, new Response("key server down", { status: 503 }));
+    new URL(request.url).pathname === "/hits" ? new Response(String(keyFetches)) : (keyFetches++, new Response("key server down", { status: 503 }));
   return {
     test: {
       projects: [

@@ -140,7 +140,10 @@ function stats() {
     firstSend,
     lastReceipt: run?.lastReceipt ?? 0,
     elu: run ? performance.eventLoopUtilization(run.elu).utilization : 0,
-    incomplete: [...groups.values()].filter((g) => !g.done).map((g) => `${g.key}: ${g.prefix}/${g.total ?? "?"}`).slice(0, 5),
+    incomplete: [...groups.values()]
+      .filter((g) => !g.done)
+      .map((g) => `${g.key}: ${g.prefix}/${g.total ?? "?"}`)
+      .slice(0, 5),
     errors: errors.splice(0),
   };
 }

@@ -9,7 +9,7 @@ export class FloorRoom extends DurableObject<unknown> {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
-  override async fetch(): Promise<Response> {
+  override fetch(): Response {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server);
     server.send('{"type":"welcome"}');

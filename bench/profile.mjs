@@ -111,10 +111,15 @@ function report(profile, { count, what }) {
   const samples = profile.samples.length;
   const spanMs = (profile.endTime - profile.startTime) / 1000;
   const busyMs = (spanMs * (samples - idle)) / samples;
-  console.log(`${SCENARIO} on the ${FLOOR ? "floor" : "room"}: ${count} ${what === "delivery" ? "deliveries" : `${what}s`} in ${Math.round(spanMs)} ms`);
+  console.log(
+    `${SCENARIO} on the ${FLOOR ? "floor" : "room"}: ${count} ${what === "delivery" ? "deliveries" : `${what}s`} in ${Math.round(spanMs)} ms`,
+  );
   console.log(`isolate busy ${Math.round(busyMs)} ms = ${((busyMs * 1000) / count).toFixed(1)} µs per ${what}\n`);
   console.log("| self % of busy | function |\n|---:|---|");
-  for (const [k, v] of [...self].filter(([k]) => !k.startsWith("(idle)")).sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+  for (const [k, v] of [...self]
+    .filter(([k]) => !k.startsWith("(idle)"))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 25)) {
     console.log(`| ${((100 * v) / (samples - idle)).toFixed(1)} | ${k} |`);
   }
   const out = join(here, "results", `profile-${SCENARIO}-${FLOOR ? "floor" : "room"}.cpuprofile`);

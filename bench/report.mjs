@@ -23,7 +23,11 @@ export function formatTable(report) {
     const room = get(s.room);
     const un = s["room (unbatched)"] ? get(s["room (unbatched)"]) : undefined;
     rows.push([
-      metric, fmt(floor), fmt(room), ratio(room, floor), verdict(room, floor, target),
+      metric,
+      fmt(floor),
+      fmt(room),
+      ratio(room, floor),
+      verdict(room, floor, target),
       un === undefined ? "" : `${fmt(un)} (${ratio(un, floor)}${unbatchedTarget ? `, ${verdict(un, floor, unbatchedTarget)}` : ""})`,
     ]);
   };
@@ -35,7 +39,11 @@ export function formatTable(report) {
   row("handshakes", "handshake to welcome p99 ms", (x) => x?.p99);
   row("handshakes", "CPU cores: load / workerd", (x) => cpu(x));
   const L = `latency${report.plan.latency.subscribers}`;
-  const sub = (name) => ({ floor: R.fanout?.floor?.[name], room: R.fanout?.room?.[name], "room (unbatched)": R.fanout?.["room (unbatched)"]?.[name] });
+  const sub = (name) => ({
+    floor: R.fanout?.floor?.[name],
+    room: R.fanout?.room?.[name],
+    "room (unbatched)": R.fanout?.["room (unbatched)"]?.[name],
+  });
   if (R.fanout) {
     R[L] = sub(L);
     row(L, `1 broadcast to ${report.plan.latency.subscribers}, window 1: p50 ms`, (x) => x?.p50, ["≤", 1.1], ["≤", 1.1]);
@@ -46,7 +54,13 @@ export function formatTable(report) {
       const k = `fanout${f.subscribers}`;
       R[k] = sub(k);
       const big = f.subscribers === Math.max(...report.plan.fanout.map((x) => x.subscribers));
-      row(k, `fan-out ${f.subscribers} subs, window ${f.window}: messages delivered/s`, (x) => x?.perSec, big ? ["≥", 3] : undefined, big ? ["≥", 1] : undefined);
+      row(
+        k,
+        `fan-out ${f.subscribers} subs, window ${f.window}: messages delivered/s`,
+        (x) => x?.perSec,
+        big ? ["≥", 3] : undefined,
+        big ? ["≥", 1] : undefined,
+      );
       row(k, "… WebSocket messages received/s", (x) => x?.framesPerSec);
       row(k, "… workerd CPU µs per delivery", (x) => x?.workerdUsPerDelivery);
       row(k, "… latency p50 ms", (x) => x?.p50);
@@ -108,7 +122,11 @@ export function formatGiant(report) {
     ["frames per WebSocket message", fmt(flat?.framesPerMessage), fmt(sharded?.framesPerMessage)],
     ["latency p50 / p99 ms", `${fmt(flat?.p50)} / ${fmt(flat?.p99)}`, `${fmt(sharded?.p50)} / ${fmt(sharded?.p99)}`],
   ];
-  const head = [`giant room: ${fmt(g.sockets)} sockets, ${g.rate} msg/s of ${report.plan.payloadBytes} B`, "room (unsharded)", shardLabel ?? "sharded"];
+  const head = [
+    `giant room: ${fmt(g.sockets)} sockets, ${g.rate} msg/s of ${report.plan.payloadBytes} B`,
+    "room (unsharded)",
+    shardLabel ?? "sharded",
+  ];
   const lines = [`| ${head.join(" | ")} |`, "|---|---:|---:|", ...rows.map((r) => `| ${r.join(" | ")} |`)];
   if (!sharded || report.smoke) return lines;
   lines.push("", `At the edge (derived from the figures above; assumptions in bench/RESULTS.md), ${fmt(EDGE.sockets)} sockets:`);

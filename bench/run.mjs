@@ -335,14 +335,22 @@ async function fanout(target) {
   for (const f of PLAN.fanout) {
     const c = await connectRooms(target, `fan${f.subscribers}`, 1, f.subscribers, 50);
     if (l.subscribers === f.subscribers) {
-      out[`latency${l.subscribers}`] = await publishRun(c.holders, { count: l.count, window: 1, durationMs: 30_000 }, `${target.label} window-1 latency`);
+      out[`latency${l.subscribers}`] = await publishRun(
+        c.holders,
+        { count: l.count, window: 1, durationMs: 30_000 },
+        `${target.label} window-1 latency`,
+      );
     }
     out[`fanout${f.subscribers}`] = await publishRun(c.holders, f, `${target.label} fan-out ${f.subscribers}`);
     await closeRooms();
   }
   if (!out[`latency${l.subscribers}`]) {
     const c = await connectRooms(target, `lat${l.subscribers}`, 1, l.subscribers, 50);
-    out[`latency${l.subscribers}`] = await publishRun(c.holders, { count: l.count, window: 1, durationMs: 30_000 }, `${target.label} window-1 latency`);
+    out[`latency${l.subscribers}`] = await publishRun(
+      c.holders,
+      { count: l.count, window: 1, durationMs: 30_000 },
+      `${target.label} window-1 latency`,
+    );
     await closeRooms();
   }
   return out;

@@ -144,7 +144,11 @@ function insertMessage(m: MessageFrame, me: string | undefined): void {
   li.append(
     el("span", { class: "who" }, m.from.name),
     el("span", {}, text),
-    el("time", { class: "when", datetime: new Date(m.ts).toISOString() }, new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+    el(
+      "time",
+      { class: "when", datetime: new Date(m.ts).toISOString() },
+      new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+    ),
   );
   const after = [...ui.messages.querySelectorAll<HTMLElement>("[data-seq]")].find((x) => Number(x.dataset.seq) > m.seq);
   const box = ui.messages.parentElement!;
@@ -164,8 +168,7 @@ function showPeople(client: RoomClient): void {
   );
   ui.peopleCount.textContent = `(${users.length})`;
   const typers = users.filter((u) => u.state.typing === true && u.id !== client.me?.id).map((u) => u.name);
-  ui.typing.textContent =
-    typers.length === 0 ? "" : typers.length === 1 ? `${typers[0]} is typing…` : `${typers.join(", ")} are typing…`;
+  ui.typing.textContent = typers.length === 0 ? "" : typers.length === 1 ? `${typers[0]} is typing…` : `${typers.join(", ")} are typing…`;
 }
 
 let countdown: ReturnType<typeof setInterval> | undefined;
@@ -182,8 +185,7 @@ function showStatus(client: RoomClient, s: StatusEvent): void {
       ui.status.textContent = `Connected as ${client.me?.name ?? "?"}`;
       return;
     case "closed":
-      ui.status.textContent =
-        s.reason === "closed" ? "Disconnected" : `Disconnected: ${s.reason} — reload the page to try again`;
+      ui.status.textContent = s.reason === "closed" ? "Disconnected" : `Disconnected: ${s.reason} — reload the page to try again`;
       return;
     case "reconnecting": {
       if (s.retryAt === undefined) {

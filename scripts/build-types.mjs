@@ -5,7 +5,7 @@
 //   type-check): each exported type of src/protocol.ts is written out as the plain type the
 //   schema infers, its docs kept. The SDK imports only types from there, so nothing is lost.
 // - relative imports get their `.js`, which Node ESM resolution (nodenext) requires.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
@@ -15,10 +15,14 @@ const outDir = join(root, "dist/types");
 const protocolSource = join(root, "src/protocol.ts");
 const protocolOut = join(outDir, "protocol.d.ts");
 
-const config = ts.getParsedCommandLineOfConfigFile(join(root, "tsconfig.client.json"), {}, {
-  ...ts.sys,
-  onUnRecoverableConfigFileDiagnostic: (d) => fail([d]),
-});
+const config = ts.getParsedCommandLineOfConfigFile(
+  join(root, "tsconfig.client.json"),
+  {},
+  {
+    ...ts.sys,
+    onUnRecoverableConfigFileDiagnostic: (d) => fail([d]),
+  },
+);
 const program = ts.createProgram({ rootNames: config.fileNames, options: config.options });
 const checker = program.getTypeChecker();
 
@@ -33,9 +37,14 @@ if (errors.length > 0) fail(errors);
 
 rmSync(outDir, { recursive: true, force: true });
 const written = new Map();
-const emitted = program.emit(undefined, (file, text) => {
-  if (file !== protocolOut) written.set(file, withJsExtensions(text));
-}, undefined, true);
+const emitted = program.emit(
+  undefined,
+  (file, text) => {
+    if (file !== protocolOut) written.set(file, withJsExtensions(text));
+  },
+  undefined,
+  true,
+);
 if (emitted.diagnostics.length > 0) fail(emitted.diagnostics);
 written.set(protocolOut, protocolTypes(importedFromProtocol([...written.values()])));
 
@@ -48,7 +57,15 @@ for (const [file, text] of written) {
 }
 const check = ts.createProgram({
   rootNames: [...written.keys()],
-  options: { strict: true, noEmit: true, skipLibCheck: false, types: [], lib: ["lib.es2023.d.ts", "lib.dom.d.ts"], module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext },
+  options: {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: false,
+    types: [],
+    lib: ["lib.es2023.d.ts", "lib.dom.d.ts"],
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  },
 });
 const checkErrors = ts.getPreEmitDiagnostics(check);
 if (checkErrors.length > 0) fail(checkErrors);
@@ -65,7 +82,10 @@ function importedFromProtocol(texts) {
     const lists = text.matchAll(/(?:import|export)(?:\s+type)?\s*\{([^}]*)\}\s*from\s*["']\.\.\/protocol\.js["']/g);
     for (const [, list] of lists) {
       for (const item of list.split(",")) {
-        const name = item.trim().replace(/^type\s+/, "").split(/\s+as\s+/)[0];
+        const name = item
+          .trim()
+          .replace(/^type\s+/, "")
+          .split(/\s+as\s+/)[0];
         if (name) names.add(name);
       }
     }

@@ -12,11 +12,14 @@ const has = (name) => given.some((a) => a === name || a.startsWith(`${name}=`));
 
 const secret = process.env.AUTH_SECRET ?? `dev-${randomBytes(16).toString("hex")}`;
 const args = [
-  "wrangler", "dev",
+  "wrangler",
+  "dev",
   ...(has("--ip") ? [] : ["--ip", process.env.DEV_IP ?? "127.0.0.1"]),
   ...(has("--port") ? [] : ["--port", process.env.PORT ?? "8787"]),
-  "--var", `AUTH_SECRET:${secret}`,
-  "--var", "DEV_TOKENS:true",
+  "--var",
+  `AUTH_SECRET:${secret}`,
+  "--var",
+  "DEV_TOKENS:true",
   ...given,
 ];
 const child = spawn("npx", args, {

@@ -51,8 +51,17 @@ export async function startDevServer(opts = {}) {
   async function start() {
     inspector = await freePort();
     const args = [
-      "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector),
-      "--persist-to", persistTo, "--log-level", "warn",
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(inspector),
+      "--persist-to",
+      persistTo,
+      "--log-level",
+      "warn",
       ...(opts.config ? ["--config", opts.config] : []),
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ];

@@ -2,12 +2,16 @@
 // default, and nonsense values are rejected at start-up instead of surfacing mid-conversation.
 import { z } from "zod";
 
-const int = (def: number, min: number, max: number) =>
-  z.coerce.number().int().min(min).max(max).default(def);
+const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 const list = z
   .string()
   .optional()
-  .transform((s) => (s ?? "").split(",").map((x) => x.trim()).filter(Boolean));
+  .transform((s) =>
+    (s ?? "")
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
+  );
 const bool = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0", ""])])
   .optional()

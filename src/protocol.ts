@@ -63,11 +63,9 @@ export const DirectFrame = z.object({
   data: z.unknown(),
   id: Id.optional(),
 });
-export const PresenceState = z
-  .record(z.string(), z.unknown())
-  .refine((s) => utf8Length(JSON.stringify(s)) <= MAX_PRESENCE_STATE_BYTES, {
-    message: `presence state must be at most ${MAX_PRESENCE_STATE_BYTES} bytes serialized`,
-  });
+export const PresenceState = z.record(z.string(), z.unknown()).refine((s) => utf8Length(JSON.stringify(s)) <= MAX_PRESENCE_STATE_BYTES, {
+  error: `presence state must be at most ${MAX_PRESENCE_STATE_BYTES} bytes serialized`,
+});
 export const PresenceFrame = z.object({
   type: z.literal("presence"),
   state: PresenceState,
@@ -87,13 +85,7 @@ export const RefreshFrame = z.object({
   id: Id.optional(),
 });
 
-export const ClientFrame = z.discriminatedUnion("type", [
-  PublishFrame,
-  DirectFrame,
-  PresenceFrame,
-  HistoryFrame,
-  RefreshFrame,
-]);
+export const ClientFrame = z.discriminatedUnion("type", [PublishFrame, DirectFrame, PresenceFrame, HistoryFrame, RefreshFrame]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
 /** A client's text, read: the frame, or the error to answer it with. */

@@ -10,14 +10,7 @@ import { PresenceMap, type PresenceUser } from "./presence";
 import { Requests } from "./requests";
 import { ResumePoint } from "./resume";
 import type { HistoryPage, RoomClientOptions, RoomEvents, Status } from "./options";
-import {
-  closeQuietly,
-  decodeServerMessage,
-  OPEN,
-  probeHandshake,
-  type WebSocketConstructor,
-  type WebSocketLike,
-} from "./socket";
+import { closeQuietly, decodeServerMessage, OPEN, probeHandshake, type WebSocketConstructor, type WebSocketLike } from "./socket";
 
 export { Backoff, type BackoffOptions } from "./backoff";
 export { RoomError, type ClientErrorCode, type RoomErrorCode } from "./errors";
@@ -311,18 +304,21 @@ export class RoomClient {
     const left = exp * 1000 - now;
     const at = left > REFRESH_LEAD_MS * 5 ? exp * 1000 - REFRESH_LEAD_MS : now + left * 0.8;
     clearTimeout(this.#refreshTimer);
-    this.#refreshTimer = setTimeout(() => {
-      this.#refreshTimer = undefined;
-      void (async () => {
-        const fresh = await token();
-        if (this.#attempt !== attempt) return;
-        const ack = await this.#request<AckFrame>((id) => ({ type: "refresh", token: fresh, id }));
-        if (this.#attempt === attempt) this.#refreshBefore(attempt, ack.exp);
-      })().catch((err: unknown) => {
-        // Refused or lost: the room closes at the old expiry, and the reconnect takes a new token.
-        if (this.#attempt === attempt) this.#events.emit("error", err instanceof RoomError ? err : new RoomError("unauthorized", String(err)));
-      });
-    }, Math.max(0, at - now));
+    this.#refreshTimer = setTimeout(
+      () => {
+        this.#refreshTimer = undefined;
+        void (async () => {
+          const fresh = await token();
+          if (this.#attempt !== attempt) return;
+          const ack = await this.#request<AckFrame>((id) => ({ type: "refresh", token: fresh, id }));
+          if (this.#attempt === attempt) this.#refreshBefore(attempt, ack.exp);
+        })().catch((err: unknown) => {
+          // Refused or lost: the room closes at the old expiry, and the reconnect takes a new token.
+          if (this.#attempt === attempt) this.#events.emit("error", err instanceof RoomError ? err : new RoomError("unauthorized", String(err)));
+        });
+      },
+      Math.max(0, at - now),
+    );
   }
 
   // ---- frames ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ export class Requests {
   start<T>(send: (id: string, written: () => void) => void): Promise<T> {
     const id = `${this.prefix}.r${++this.#counter}`;
     return new Promise<T>((resolve, reject) => {
-      const waiting: Waiting = { resolve: resolve as (v: unknown) => void, reject };
+      const waiting: Waiting = { resolve, reject };
       this.#waiting.set(id, waiting);
       send(id, () => {
         if (this.#waiting.get(id) !== waiting) return;

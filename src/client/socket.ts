@@ -52,6 +52,7 @@ export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Pr
       await res.body?.cancel();
       return undefined;
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- json() takes a type argument only in the Workers types; the SDK also compiles against the DOM's
     const body = (await res.json()) as Partial<HttpError>;
     return body.error?.code === fatal ? fatal : undefined;
   } catch {

@@ -20,11 +20,7 @@ export class Bans {
       this.sql.exec(`DELETE FROM bans WHERE uid = ?`, ban.uid);
       return;
     }
-    this.sql.exec(
-      `INSERT INTO bans (uid, until) VALUES (?, ?) ON CONFLICT(uid) DO UPDATE SET until = excluded.until`,
-      ban.uid,
-      ban.until,
-    );
+    this.sql.exec(`INSERT INTO bans (uid, until) VALUES (?, ?) ON CONFLICT(uid) DO UPDATE SET until = excluded.until`, ban.uid, ban.until);
   }
 
   /** When `uid`'s ban ends, or undefined when the user is not banned. */

@@ -75,11 +75,7 @@ export class History {
     let from = Math.max(since, this.seq - this.limit);
     for (;;) {
       const rows = this.sql
-        .exec<{ seq: number; frame: string }>(
-          `SELECT seq, frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`,
-          from,
-          pageSize,
-        )
+        .exec<{ seq: number; frame: string }>(`SELECT seq, frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, from, pageSize)
         .toArray();
       if (rows.length === 0) return;
       yield rows.map((r) => r.frame);

@@ -12,27 +12,17 @@ export class IdempotencyKeys {
   #inserts = 0;
 
   constructor(private readonly sql: SqlStorage) {
-    sql.exec(
-      `CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, epoch TEXT NOT NULL, ts INTEGER NOT NULL)`,
-    );
+    sql.exec(`CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, epoch TEXT NOT NULL, ts INTEGER NOT NULL)`);
     sql.exec(`CREATE INDEX IF NOT EXISTS idempotency_ts ON idempotency (ts)`);
   }
 
   get(key: string): PublishResult | undefined {
-    const row = this.sql
-      .exec<{ seq: number; epoch: string }>(`SELECT seq, epoch FROM idempotency WHERE key = ?`, key)
-      .toArray()[0];
+    const row = this.sql.exec<{ seq: number; epoch: string }>(`SELECT seq, epoch FROM idempotency WHERE key = ?`, key).toArray()[0];
     return row && { seq: Number(row.seq), epoch: row.epoch };
   }
 
   put(key: string, result: PublishResult, now = Date.now()): void {
-    this.sql.exec(
-      `INSERT INTO idempotency (key, seq, epoch, ts) VALUES (?, ?, ?, ?)`,
-      key,
-      result.seq,
-      result.epoch,
-      now,
-    );
+    this.sql.exec(`INSERT INTO idempotency (key, seq, epoch, ts) VALUES (?, ?, ?, ?)`, key, result.seq, result.epoch, now);
     // Trimming every TRIM_EVERY inserts keeps most publishes to one insert. Counting from the
     // first insert of each instance matters: a room that hibernates between a few keyed
     // publishes would otherwise never reach the 100th and never trim.

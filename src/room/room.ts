@@ -157,10 +157,13 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       this.#role = JSON.parse(role.value) as ShardRole;
       // A shard that restarted lost the sockets its root counted, without close events: it
       // reports its whole membership again, replacing what the root had for it.
-      void this.#shardState().then((shard) => this.#reportAll(shard));
+      void this.#shardState()
+        .then((shard) => this.#reportAll(shard))
+        .catch(reportLost);
     }
     const name = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'room'`).toArray()[0];
     if (name) this.#named(name.value, true);
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- a throw inside resets the object (blockConcurrencyWhile's contract): nothing is left to handle it
     void ctx.blockConcurrencyWhile(async () => {
       this.#alarmAt = await ctx.storage.getAlarm();
     });
@@ -224,9 +227,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     // messages after its start. `since` below the start (or no token at all) recovers nothing.
     const replayFrom = join.caps.includes("history") ? 0 : start;
     const recovered =
-      join.since === undefined
-        ? undefined
-        : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
+      join.since === undefined ? undefined : join.epoch === this.#epoch && join.since >= replayFrom && this.#history.covers(join.since);
     return this.#admit(join, {
       epoch: this.#epoch,
       seq: this.#history.seq,
@@ -240,10 +241,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    * Accepts the socket and welcomes it, then sends what it missed: all in one synchronous run,
    * so nothing new can overtake the replay. Shared by rooms and shards (#joinShard).
    */
-  #admit(
-    join: Join,
-    w: { epoch: string; seq: number; resume: string; recovered?: boolean; missed: Iterable<string[]> },
-  ): Response {
+  #admit(join: Join, w: { epoch: string; seq: number; resume: string; recovered?: boolean; missed: Iterable<string[]> }): Response {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
     const attachment: Attachment = {
@@ -409,7 +407,9 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         return;
       }
       case "refresh":
-        void this.#refresh(session, frame.token, frame.id);
+        this.#refresh(session, frame.token, frame.id).catch(() => {
+          // Only the attachment write can throw, on a socket that closed during the check: nobody to answer.
+        });
         return;
       case "history": {
         if (!session.can("history")) return this.#forbidden(session, "history", frame.id, now);
@@ -574,6 +574,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   #scheduleAlarm(at: number): void {
     if (at === Infinity || (this.#alarmAt !== null && this.#alarmAt <= at)) return;
     this.#alarmAt = at;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- a failed write breaks the output gate and resets the object; the caller is synchronous
     void this.ctx.storage.setAlarm(at);
   }
 
@@ -713,7 +714,11 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     // Anything it had queued for them and not sent is fetched by the shards (they repair up to its seq).
     if (waking) {
       const seq = this.#history.seq;
-      for (let i = 0; i < count; i++) this.#fanout.stubOf(i).shardResync(seq).catch(() => {});
+      for (let i = 0; i < count; i++)
+        this.#fanout
+          .stubOf(i)
+          .shardResync(seq)
+          .catch(() => {});
     }
   }
 
@@ -801,7 +806,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   async #snapshotFrom(role: ShardRole): Promise<ShardState> {
     const root = this.env.ROOMS.get(this.env.ROOMS.idFromName(role.room));
     // (RPC types turn `unknown` presence state into `never`; the value is the Snapshot sent.)
-    const snap = (await root.snapshot(role.room)) as unknown as Snapshot;
+    const snap = await (root.snapshot(role.room) as Promise<Snapshot>);
     // The head the sockets here last got survives hibernation; a new shard, or one whose root
     // lost its storage (a new epoch), starts at the root's seq.
     const stored = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'shard_head'`).toArray()[0];
@@ -916,24 +921,24 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   }
 
   /** Sends a frame's work to the root; a failed call is answered as the frame's error. */
-  #viaRoot(
-    session: Session,
-    id: string | undefined,
-    call: (root: DurableObjectStub<Room>, room: string) => Promise<unknown>,
-  ): void {
+  #viaRoot(session: Session, id: string | undefined, call: (root: DurableObjectStub<Room>, room: string) => Promise<unknown>): void {
     void this.#shardState()
       .then((shard) => call(shard.root, shard.role.room))
-      .catch(() => this.#send(session, { type: "error", code: "internal", message: "the room is unavailable; try again", ...(id === undefined ? {} : { id }) }));
+      .catch(() =>
+        this.#send(session, { type: "error", code: "internal", message: "the room is unavailable; try again", ...(id === undefined ? {} : { id }) }),
+      );
   }
 
   /** Queues this shard's count of `uid` for the root; reports go together once this turn's events have run. */
   #report(uid: string, name?: string): void {
     const user = this.#presence.user(uid);
     const conns = [...this.#presence.sessionsOf(uid)].length;
-    void this.#shardState().then((shard) => {
-      shard.reports.set(uid, { uid, name: user?.name ?? name ?? uid, conns });
-      this.#sendReports(shard);
-    });
+    void this.#shardState()
+      .then((shard) => {
+        shard.reports.set(uid, { uid, name: user?.name ?? name ?? uid, conns });
+        this.#sendReports(shard);
+      })
+      .catch(reportLost);
   }
 
   /** After a restart or when the root asks: this shard's whole membership, replacing what the root had. */
@@ -966,10 +971,12 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   /** The root woke up: report the whole membership again, and fetch up to its seq. */
   shardResync(rootSeq: number): void {
     if (!this.#role) return;
-    void this.#shardState().then((shard) => {
-      this.#reportAll(shard);
-      shard.inbound = shard.inbound.then(() => this.#repair(shard, rootSeq));
-    });
+    void this.#shardState()
+      .then((shard) => {
+        this.#reportAll(shard);
+        shard.inbound = shard.inbound.then(() => this.#repair(shard, rootSeq));
+      })
+      .catch(reportLost);
   }
 
   shardStats(): { connections: number; delivered: number } {
@@ -1070,6 +1077,9 @@ function closeReason(reason: string | undefined): string {
   while (new TextEncoder().encode(text).byteLength > 123) text = [...text].slice(0, -1).join("");
   return text;
 }
+
+/** A shard whose root is unreachable drops its report: a root that restarts asks every shard to report again (shardResync). */
+function reportLost(): void {}
 
 function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   try {

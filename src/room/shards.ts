@@ -123,9 +123,7 @@ export class ShardedMembers {
       `CREATE TABLE IF NOT EXISTS shard_members (shard INTEGER NOT NULL, uid TEXT NOT NULL, name TEXT NOT NULL, conns INTEGER NOT NULL, PRIMARY KEY (shard, uid))`,
     );
     sql.exec(`CREATE TABLE IF NOT EXISTS presence (uid TEXT PRIMARY KEY, state TEXT NOT NULL)`);
-    for (const row of sql.exec<{ shard: number; uid: string; name: string; conns: number }>(
-      `SELECT shard, uid, name, conns FROM shard_members`,
-    )) {
+    for (const row of sql.exec<{ shard: number; uid: string; name: string; conns: number }>(`SELECT shard, uid, name, conns FROM shard_members`)) {
       this.#set(Number(row.shard), row.uid, row.name, Number(row.conns));
     }
     for (const row of sql.exec<{ uid: string; state: string }>(`SELECT uid, state FROM presence`)) {

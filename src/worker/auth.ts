@@ -1,13 +1,6 @@
 // Who is connecting and what they may do in a room: JWT verification with jose, then the
 // `rooms` capability map. Fail closed: with no key configured nothing is allowed.
-import {
-  createRemoteJWKSet,
-  customFetch,
-  errors as joseErrors,
-  jwtVerify,
-  type JWTVerifyGetKey,
-  type JWTVerifyOptions,
-} from "jose";
+import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
 import { z } from "zod";
 import type { Config } from "../config";
 import { failure, type Failure } from "./http";
@@ -75,10 +68,7 @@ export function authConfigured(config: Config): boolean {
  * Verifies a token; every failure is a value, never an exception: 401 for the token, 503
  * `auth_unavailable` when the key set cannot be fetched (the token may well be good).
  */
-export async function verifyToken(
-  token: string | undefined,
-  config: Config,
-): Promise<Identity | Failure> {
+export async function verifyToken(token: string | undefined, config: Config): Promise<Identity | Failure> {
   if (!authConfigured(config)) {
     return failure("auth_not_configured", "no AUTH_SECRET or AUTH_JWKS_URL is configured");
   }
@@ -124,9 +114,7 @@ export async function verifyToken(
 export function capabilitiesFor(identity: Identity, room: string): Set<Capability> {
   const caps = new Set<Capability>();
   for (const [pattern, granted] of Object.entries(identity.rooms)) {
-    const matches = pattern.endsWith("*")
-      ? room.startsWith(pattern.slice(0, -1))
-      : pattern === room;
+    const matches = pattern.endsWith("*") ? room.startsWith(pattern.slice(0, -1)) : pattern === room;
     if (!matches) continue;
     for (const c of granted) {
       if (c === "*") for (const all of Capability.options) caps.add(all);
@@ -167,9 +155,7 @@ function remoteKeys(url: string): JWTVerifyGetKey {
   const set = createRemoteJWKSet(new URL(url), {
     timeoutDuration: KEYS_TIMEOUT_MS,
     [customFetch]: (input, init) =>
-      Date.now() - failedAt < KEYS_RETRY_SEC * 1000
-        ? Promise.reject(new KeysUnavailable("the last fetch failed moments ago"))
-        : fetch(input, init),
+      Date.now() - failedAt < KEYS_RETRY_SEC * 1000 ? Promise.reject(new KeysUnavailable("the last fetch failed moments ago")) : fetch(input, init),
   });
   return async (header, token) => {
     try {
@@ -191,11 +177,7 @@ function remoteKeys(url: string): JWTVerifyGetKey {
  */
 function keysUnreachable(err: unknown): boolean {
   if (!(err instanceof joseErrors.JOSEError)) return true;
-  return (
-    err instanceof joseErrors.JWKSTimeout ||
-    err instanceof joseErrors.JWKSInvalid ||
-    err.code === joseErrors.JOSEError.code
-  );
+  return err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || err.code === joseErrors.JOSEError.code;
 }
 
 function describeJoseError(err: unknown): string {

@@ -27,7 +27,7 @@ export class UpgradeLimiter {
   allow(ip: string, limit: number, now = Date.now()): boolean {
     const window = Math.floor(now / UpgradeLimiter.WINDOW_MS);
     if (window !== this.#window) {
-      this.#previous = window === this.#window + 1 ? this.#counts : new Map();
+      this.#previous = window === this.#window + 1 ? this.#counts : new Map<string, number>();
       this.#counts = new Map();
       this.#window = window;
     } else if (this.#counts.size >= UpgradeLimiter.MAX_TRACKED) {

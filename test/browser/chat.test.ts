@@ -8,8 +8,14 @@ import { startDevServer, type DevServer } from "../../scripts/devserver.mjs";
 
 const CHROMIUM = "/usr/bin/chromium";
 const FLAGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
 ];
 const ARTIFACTS = "artifacts";
 const hasChromium = existsSync(CHROMIUM);
@@ -31,7 +37,10 @@ describe.skipIf(!hasChromium)("demo chat in a real browser", () => {
   });
 
   const log = (page: Page) => page.getByRole("log");
-  const seqs = (page: Page) => log(page).locator("li[data-seq]").evaluateAll((lis) => lis.map((li) => Number(li.getAttribute("data-seq"))));
+  const seqs = (page: Page) =>
+    log(page)
+      .locator("li[data-seq]")
+      .evaluateAll((lis) => lis.map((li) => Number(li.getAttribute("data-seq"))));
   const shows = (page: Page, text: string) => log(page).getByText(text).waitFor({ timeout: 60_000 });
   const connected = (page: Page, name: string) => page.getByRole("status").getByText(`Connected as ${name}`).waitFor({ timeout: 60_000 });
 
@@ -74,8 +83,14 @@ describe.skipIf(!hasChromium)("demo chat in a real browser", () => {
     // Cut: the server goes away. Ada keeps writing; her messages wait in the outbox.
     const cutAt = Date.now();
     await server.stop();
-    await desk.getByRole("status").getByText(/Reconnecting in \d+ s/).waitFor({ timeout: 30_000 });
-    await phone.getByRole("status").getByText(/Reconnecting in \d+ s/).waitFor({ timeout: 30_000 });
+    await desk
+      .getByRole("status")
+      .getByText(/Reconnecting in \d+ s/)
+      .waitFor({ timeout: 30_000 });
+    await phone
+      .getByRole("status")
+      .getByText(/Reconnecting in \d+ s/)
+      .waitFor({ timeout: 30_000 });
     for (const text of ["sent while offline 1", "sent while offline 2"]) {
       await desk.getByRole("textbox", { name: "Message" }).fill(text);
       await desk.getByRole("textbox", { name: "Message" }).press("Enter");

@@ -26,7 +26,10 @@ describe("backoff: exponential windows with full jitter", () => {
   it("is jittered: the same attempt spreads over its whole window", () => {
     const low = new Backoff({ random: () => 0 });
     const mid = new Backoff({ random: () => 0.5 });
-    for (let n = 0; n < 3; n++) low.next(), mid.next();
+    for (let n = 0; n < 3; n++) {
+      low.next();
+      mid.next();
+    }
     expect(low.next()).toBe(0);
     expect(mid.next()).toBe(2000);
   });

@@ -26,7 +26,17 @@ class FakeSocket implements WebSocketLike {
   accept(welcome: object = {}) {
     this.readyState = 1;
     this.emit("open");
-    this.receive({ type: "welcome", room: "r", connectionId: "c", user: { id: "me", name: "Me" }, epoch: "e1", seq: 0, presence: [], resume: "r1.0.x", ...welcome });
+    this.receive({
+      type: "welcome",
+      room: "r",
+      connectionId: "c",
+      user: { id: "me", name: "Me" },
+      epoch: "e1",
+      seq: 0,
+      presence: [],
+      resume: "r1.0.x",
+      ...welcome,
+    });
   }
   receive(frame: unknown) {
     this.emit("message", { data: typeof frame === "string" ? frame : JSON.stringify(frame) });
@@ -36,12 +46,22 @@ class FakeSocket implements WebSocketLike {
     this.emit("close", { code, reason: "" });
   }
   publishes() {
-    return this.sent.filter((t) => t.startsWith("{")).map((t) => JSON.parse(t)).filter((f) => f.type === "publish");
+    return this.sent
+      .filter((t) => t.startsWith("{"))
+      .map((t) => JSON.parse(t))
+      .filter((f) => f.type === "publish");
   }
 }
 
 /** A message; with an id it is the echo of a frame of this client's user ("me", as welcomed). */
-const msg = (seq: number, id?: string) => ({ type: "message", seq, ts: 0, from: id ? { id: "me", name: "Me" } : { id: "x", name: "X" }, data: seq, ...(id ? { id } : {}) });
+const msg = (seq: number, id?: string) => ({
+  type: "message",
+  seq,
+  ts: 0,
+  from: id ? { id: "me", name: "Me" } : { id: "x", name: "X" },
+  data: seq,
+  ...(id ? { id } : {}),
+});
 
 const CODE_FOR: Record<number, string> = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 429: "rate_limited", 503: "auth_unavailable" };
 
@@ -49,10 +69,12 @@ const CODE_FOR: Record<number, string> = { 400: "bad_request", 401: "unauthorize
 function setup(probeStatus: number | "down" = 200, probeCode?: string) {
   const sockets: FakeSocket[] = [];
   const statuses: StatusEvent[] = [];
-  const fetch = vi.fn(async () => {
-    if (probeStatus === "down") throw new TypeError("fetch failed");
+  const fetch = vi.fn(() => {
+    if (probeStatus === "down") return Promise.reject(new TypeError("fetch failed"));
     const code = probeCode ?? CODE_FOR[probeStatus] ?? "internal";
-    return new Response(JSON.stringify(probeStatus === 200 ? { users: [] } : { error: { code, message: "" } }), { status: probeStatus });
+    return Promise.resolve(
+      new Response(JSON.stringify(probeStatus === 200 ? { users: [] } : { error: { code, message: "" } }), { status: probeStatus }),
+    );
   });
   const client = new RoomClient({
     url: "https://rooms.test",
@@ -63,7 +85,7 @@ function setup(probeStatus: number | "down" = 200, probeCode?: string) {
       sockets.push(s);
       return s;
     },
-    fetch: fetch as unknown as typeof globalThis.fetch,
+    fetch: fetch,
     backoff: { random: () => 0.5 },
   });
   client.on("status", (s) => statuses.push(s));
@@ -162,7 +184,7 @@ describe("RoomClient", () => {
   });
 
   it.each([400, 403])("gives up after a handshake the probe shows was a %i", async (status) => {
-    const { client, sockets, latest, statuses } = setup(status);
+    const { sockets, latest, statuses } = setup(status);
     await vi.advanceTimersByTimeAsync(0);
     latest().drop(1006);
     await vi.advanceTimersByTimeAsync(60_000);

@@ -3,10 +3,12 @@ import { RoomError } from "../../src/client/errors";
 import { Outbox } from "../../src/client/outbox";
 
 /** A send that writes at once, as the pacer does when a token is free. */
-const writeTo = (wire: string[] = []) => (text: string, written: () => void) => {
-  wire.push(text);
-  written();
-};
+const writeTo =
+  (wire: string[] = []) =>
+  (text: string, written: () => void) => {
+    wire.push(text);
+    written();
+  };
 const sent = (texts: string[]) => texts.map((t) => JSON.parse(t) as { type: string; data: unknown; id: string });
 
 describe("outbox: bounded, ordered, sent once, settled by echo", () => {

@@ -6,10 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { expect, it } from "vitest";
-import {
-  unstable_getDurableObjectClassNameToUseSQLiteMap as liveClasses,
-  unstable_readConfig as readConfig,
-} from "wrangler";
+import { unstable_getDurableObjectClassNameToUseSQLiteMap as liveClasses, unstable_readConfig as readConfig } from "wrangler";
 import { ConfigSchema } from "../../src/config";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -35,7 +32,7 @@ it("deploys only the production Room: bound, alive after the migrations, and exp
   const prod = config("wrangler.toml");
   expect(prod.durable_objects.bindings.map((b: { class_name: string }) => b.class_name)).toEqual(["Room"]);
   expect([...liveClasses(prod.migrations).keys()]).toEqual(["Room"]);
-  expect(await exportsOf(prod.main!)).toEqual(["Room"]);
+  expect(await exportsOf(prod.main)).toEqual(["Room"]);
 });
 
 it("keeps the bench's switches out of src/", () => {
@@ -56,5 +53,5 @@ it("runs the bench on its own Worker, with the production Room on the production
   expect(bench.durable_objects.bindings).toContainEqual({ name: "ROOMS", class_name: "Room" });
   const classes = [...liveClasses(bench.migrations).keys()].sort();
   expect(classes).toEqual(["FloorRoom", "Room", "UnbatchedRoom"]);
-  expect(await exportsOf(bench.main!)).toEqual(classes);
+  expect(await exportsOf(bench.main)).toEqual(classes);
 });

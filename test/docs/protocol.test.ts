@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { ConfigSchema } from "../../src/config";
+import { ConfigSchema, type Config } from "../../src/config";
 import {
   ClientFrame,
   CloseCode,
@@ -53,7 +53,12 @@ function rows(text: string): string[][] {
     .split("\n")
     .filter((l) => l.startsWith("|") && !/^\|[-| ]+\|$/.test(l))
     .slice(1)
-    .map((l) => l.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
+    .map((l) =>
+      l
+        .slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map((c) => c.trim()),
+    );
 }
 
 /** `name` and `name`? in a cell: each name, and whether it is marked optional. */
@@ -62,8 +67,7 @@ function fields(cell: string): Record<string, boolean> {
 }
 
 type Obj = z.ZodObject<z.ZodRawShape>;
-const literals = (s: z.ZodType): string[] =>
-  s instanceof z.ZodEnum ? (s.options as string[]) : [...(s as z.ZodLiteral<string>).values];
+const literals = (s: z.ZodType): string[] => (s instanceof z.ZodEnum ? (s.options as string[]) : [...(s as z.ZodLiteral<string>).values]);
 /** A frame schema's fields as the doc lists them: the discriminators left out, optional marked. */
 function schemaFields(schema: Obj): Record<string, boolean> {
   return Object.fromEntries(
@@ -131,8 +135,9 @@ describe("docs/protocol.md", () => {
 
   it("documents every config field with the default the code uses and the range it accepts", () => {
     const table = rows(section("Configuration"));
-    const defaults = ConfigSchema.parse({}) as Record<string, unknown>;
-    const shown = (v: unknown) => (v === undefined || (Array.isArray(v) && v.length === 0) ? "none" : String(v));
+    const defaults: Record<string, Config[keyof Config]> = ConfigSchema.parse({});
+    const shown = (v: Config[keyof Config]) =>
+      v === undefined || (Array.isArray(v) && v.length === 0) ? "none" : Array.isArray(v) ? JSON.stringify(v) : String(v);
     const documented = Object.fromEntries(table.map((r) => [r[0]!.replace(/`/g, ""), r[1]]));
     expect(documented).toEqual(Object.fromEntries(Object.keys(ConfigSchema.shape).map((k) => [k, shown(defaults[k])])));
     for (const [cell, , accepted] of table) {

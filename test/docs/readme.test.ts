@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { expect, it } from "vitest";
 import { holdMs } from "../../src/room/announcements";
-import { ConfigSchema } from "../../src/config";
+import { ConfigSchema, type Config } from "../../src/config";
 import { MIN_BATCH_FANOUT } from "../../src/room/outbox";
 import { ACK_TIMEOUT_MS, OUTBOX_LIMIT } from "../../src/client/outbox";
 
@@ -10,12 +10,10 @@ it("documents every config field with the default the code uses", () => {
   const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
   const rows = new Map<string, string>();
   for (const m of readme.matchAll(/^\| `([A-Z_]+)` \| ([^|]+?) \|/gm)) rows.set(m[1]!, m[2]!.trim());
-  const defaults = ConfigSchema.parse({}) as Record<string, unknown>;
-  const shown = (v: unknown) =>
-    v === undefined || (Array.isArray(v) && v.length === 0) ? "none" : String(v);
-  expect(Object.fromEntries(rows)).toEqual(
-    Object.fromEntries(Object.keys(ConfigSchema.shape).map((k) => [k, shown(defaults[k])])),
-  );
+  const defaults: Record<string, Config[keyof Config]> = ConfigSchema.parse({});
+  const shown = (v: Config[keyof Config]) =>
+    v === undefined || (Array.isArray(v) && v.length === 0) ? "none" : Array.isArray(v) ? JSON.stringify(v) : String(v);
+  expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(Object.keys(ConfigSchema.shape).map((k) => [k, shown(defaults[k])])));
 });
 
 it("states the presence hold window the code uses", () => {

@@ -132,7 +132,11 @@ describe("flood", () => {
   it("a client at 100× its rate limit is closed with 1008 and does not slow the others beyond 2× p99", async () => {
     const room = "flood";
     const figures = figuresFor(`flood: one client at 100× its rate limit (${FLOOD_RATE}/s vs ${RATE}/s) while ${CHATTERS} others chat`, CHATTERS + 1);
-    const chatters = await clients(server, room, Array.from({ length: CHATTERS }, (_, i) => `chatter${i}`));
+    const chatters = await clients(
+      server,
+      room,
+      Array.from({ length: CHATTERS }, (_, i) => `chatter${i}`),
+    );
     await measured("flood", figures, async () => {
       try {
         await connectAll(chatters);
@@ -195,4 +199,3 @@ describe("flood", () => {
     });
   });
 });
-

@@ -25,9 +25,12 @@ function client(room: string, token: RoomClientOptions["token"], extra: Partial<
 
 /** vi.waitFor with a readable failure. */
 const until = (check: () => boolean, what: string, timeout = 30_000) =>
-  vi.waitFor(() => {
-    if (!check()) throw new Error(`timed out waiting for ${what}`);
-  }, { timeout, interval: 20 });
+  vi.waitFor(
+    () => {
+      if (!check()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout, interval: 20 },
+  );
 
 describe("SDK over ws against wrangler dev", () => {
   it("reconnects across a server restart, refreshes its token, and resumes every message it missed", async () => {

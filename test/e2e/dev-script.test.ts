@@ -44,7 +44,7 @@ for (const form of ["separate", "joined"] as const) {
     });
     const res = await fetch(`${url}/dev/token?user=ada&room=lobby`);
     expect(res.status).toBe(200);
-    expect((await res.json()) as { token: string }).toMatchObject({ token: expect.any(String) });
+    expect(await res.json<{ token: string }>()).toMatchObject({ token: expect.any(String) });
     expect(output).not.toContain("expects a single value");
   });
 }

@@ -64,7 +64,10 @@ describe("hibernation", () => {
         await sleep(SILENCE_MS);
         const pongs = bob.texts.length - pongsBefore;
         expect(pongs, "pings were answered during the silence").toBeGreaterThanOrEqual(SILENCE_MS / 2_000 - 1);
-        expect(everyone.map((c) => c.frames.length), "the room said nothing during the silence").toEqual(framesBefore);
+        expect(
+          everyone.map((c) => c.frames.length),
+          "the room said nothing during the silence",
+        ).toEqual(framesBefore);
 
         // seq continues, the echo carries the right identity, and every member gets it
         a2!.publish({ after: 0 }, "after0");

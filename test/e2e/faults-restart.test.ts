@@ -57,7 +57,7 @@ describe("room restart", () => {
 
           // the publisher resumed on its own (its retries carry the same key): let it move past the gap
           const target = Math.max(publisher.lastSeq, ...returning.map((cl) => cl.lastSeq!)) + 5;
-          await eventually(async () => (publisher.lastSeq >= target ? true : undefined), `the publisher at seq ${target}`, 30_000);
+          await eventually(() => (publisher.lastSeq >= target ? true : undefined), `the publisher at seq ${target}`, 30_000);
           const welcomes = await Promise.all(returning.map((cl) => cl.reconnect({ resume: true })));
           figures.resumed += welcomes.length;
           extra.resumedCovered += welcomes.length;
@@ -88,7 +88,7 @@ describe("room restart", () => {
 
         // dave resumes from before more than HISTORY_LIMIT messages: the room must say his view is stale
         const pastRetention = daveLeftAt + HISTORY_LIMIT + 5;
-        await eventually(async () => (publisher.lastSeq >= pastRetention + 1 ? true : undefined), `the publisher past seq ${pastRetention}`, 30_000);
+        await eventually(() => (publisher.lastSeq >= pastRetention + 1 ? true : undefined), `the publisher past seq ${pastRetention}`, 30_000);
         const stale = await d!.reconnect({ resume: true });
         figures.resumed++;
         expect(stale.recovered, "history no longer covers dave's gap").toBe(false);

@@ -76,7 +76,11 @@ const leaveOf = (observer: RoomClient, uid: string, timeoutMs: number) =>
 describe("slow and vanished peers", () => {
   it("a paused reader does not stall the room; vanished peers are removed and their leave announced", async () => {
     const room = "slow-peers";
-    const listeners = await clients(server, room, Array.from({ length: LISTENERS }, (_, i) => `listener${i}`));
+    const listeners = await clients(
+      server,
+      room,
+      Array.from({ length: LISTENERS }, (_, i) => `listener${i}`),
+    );
     const [publisher, slow, dead, hung] = await clients(server, room, ["publisher", "slow", "dead", "hung"]);
     const everyone = [...listeners, publisher!, slow!, dead!, hung!];
     const figures = figuresFor("slow and vanished peers: a paused reader under load, a dead and a hung connection", everyone.length);
@@ -123,10 +127,16 @@ describe("slow and vanished peers", () => {
         hung!.resumeReading();
         const hungClose = await hung!.closeFrame();
         expect(hungClose).toBe(4408);
-        extra.hungTcpEnded = await hung!.closed(2_000).then(() => true, () => false);
+        extra.hungTcpEnded = await hung!.closed(2_000).then(
+          () => true,
+          () => false,
+        );
 
         // dead: the TCP connection is destroyed with no close frame; the room notices at once
-        expect(observer.frames.some((f) => f.type === "presence" && f.event === "leave" && f.user.id === "dead"), "dead was still in the room").toBe(false);
+        expect(
+          observer.frames.some((f) => f.type === "presence" && f.event === "leave" && f.user.id === "dead"),
+          "dead was still in the room",
+        ).toBe(false);
         const deadAt = performance.now();
         dead!.drop();
         const deadLeave = await leaveOf(observer, "dead", 2_000);
@@ -145,7 +155,10 @@ describe("slow and vanished peers", () => {
         // idle (slow pinged), and it stays open until the client gives up (ws: 30 s) when the
         // socket never sent a byte (hung): the runtime's doing, the room has dropped the peer
         // and announced its leave either way.
-        extra.slowTcpEnded = await slow!.closed(2_000).then(() => true, () => false);
+        extra.slowTcpEnded = await slow!.closed(2_000).then(
+          () => true,
+          () => false,
+        );
 
         // every listener, and the slow reader, got every message exactly once, in order
         for (const c of [...listeners, slow!]) {
@@ -155,7 +168,9 @@ describe("slow and vanished peers", () => {
         }
         // the others were never dropped and never saw a leave of their own
         for (const l of [...listeners, publisher!]) expect(l.isOpen).toBe(true);
-        const leaves = observer.frames.filter((f) => f.type === "presence" && f.event === "leave").map((f) => f.type === "presence" && "user" in f && f.user.id);
+        const leaves = observer.frames
+          .filter((f) => f.type === "presence" && f.event === "leave")
+          .map((f) => f.type === "presence" && "user" in f && f.user.id);
         expect(leaves.sort()).toEqual(["dead", "hung", "slow"]);
 
         figures.inputs = 2 * MESSAGES;

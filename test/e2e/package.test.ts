@@ -55,7 +55,10 @@ client.on("typing", () => {});
 `;
 
 const compilerOptions = { target: "es2022", strict: true, skipLibCheck: false, lib: ["es2023"] };
-const TSCONFIG_NODE = { compilerOptions: { ...compilerOptions, module: "nodenext", moduleResolution: "nodenext", types: ["node"], outDir: "out" }, files: ["node.ts"] };
+const TSCONFIG_NODE = {
+  compilerOptions: { ...compilerOptions, module: "nodenext", moduleResolution: "nodenext", types: ["node"], outDir: "out" },
+  files: ["node.ts"],
+};
 const TSCONFIG_BROWSER = {
   compilerOptions: { ...compilerOptions, module: "esnext", moduleResolution: "bundler", lib: ["es2023", "dom"], types: [], noEmit: true },
   files: ["browser.ts"],
@@ -68,7 +71,10 @@ let consumer: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "edgerooms-pkg-"));
   await run("npm", ["pack", "--silent", "--pack-destination", work], root);
-  tarball = join(work, readdirSync(work).find((f) => f.endsWith(".tgz"))!);
+  tarball = join(
+    work,
+    readdirSync(work).find((f) => f.endsWith(".tgz"))!,
+  );
   consumer = join(work, "consumer");
   mkdirSync(consumer);
   writeFileSync(join(consumer, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
@@ -102,7 +108,10 @@ describe("the SDK package", () => {
   it("resolves to its built JavaScript and declarations for Node ESM and bundlers (arethetypeswrong)", async () => {
     const report = JSON.parse(await run(bin("attw"), [tarball, "--profile", "esm-only", "--format", "json"], work)) as {
       analysis: {
-        entrypoints: Record<string, { resolutions: Record<string, { resolution?: { fileName: string }; implementationResolution?: { fileName: string } }> }>;
+        entrypoints: Record<
+          string,
+          { resolutions: Record<string, { resolution?: { fileName: string }; implementationResolution?: { fileName: string } }> }
+        >;
         problems: { resolutionKind?: string; kind: string }[];
       };
     };
@@ -110,7 +119,10 @@ describe("the SDK package", () => {
     for (const kind of ["node16-esm", "bundler"]) {
       expect(client[kind]?.resolution?.fileName, kind).toBe("/node_modules/edgerooms/dist/types/client/index.d.ts");
       expect(client[kind]?.implementationResolution?.fileName, kind).toBe("/node_modules/edgerooms/dist/client/index.js");
-      expect(report.analysis.problems.filter((p) => p.resolutionKind === kind || !p.resolutionKind), kind).toEqual([]);
+      expect(
+        report.analysis.problems.filter((p) => p.resolutionKind === kind || !p.resolutionKind),
+        kind,
+      ).toEqual([]);
     }
   });
 

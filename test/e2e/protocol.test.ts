@@ -50,7 +50,10 @@ describe("the whole protocol against wrangler dev", () => {
     await alice.seen(2);
     await bob.seen(2);
     for (const c of [alice, bob]) {
-      expect(c.messages.map((m) => [m.seq, m.id])).toEqual([[1, "a1"], [2, "b1"]]);
+      expect(c.messages.map((m) => [m.seq, m.id])).toEqual([
+        [1, "a1"],
+        [2, "b1"],
+      ]);
     }
 
     alice.send("ping");
@@ -73,7 +76,10 @@ describe("the whole protocol against wrangler dev", () => {
     alice.send("{not json");
     expect(await alice.next("error", (e) => e.code === "bad_request")).toBeTruthy();
     alice.ws!.send(Buffer.from([1, 2, 3]), { binary: true });
-    await alice.until(() => (alice.frames.filter((f) => f.type === "error" && f.code === "bad_request").length >= 2 ? true : undefined), "binary rejected");
+    await alice.until(
+      () => (alice.frames.filter((f) => f.type === "error" && f.code === "bad_request").length >= 2 ? true : undefined),
+      "binary rejected",
+    );
     alice.send({ type: "publish", data: "x".repeat(70_000), id: "big" });
     expect(await alice.next("error", (e) => e.id === undefined && e.code === "too_large")).toBeTruthy();
 
@@ -94,8 +100,8 @@ describe("the whole protocol against wrangler dev", () => {
       });
     const first = await post("once");
     expect(first.status).toBe(201);
-    const result = (await first.json()) as { seq: number; epoch: string };
-    expect((await (await post("once")).json())).toEqual(result);
+    const result = await first.json<{ seq: number; epoch: string }>();
+    expect(await (await post("once")).json()).toEqual(result);
     await listener.seen(result.seq);
     expect(listener.messages.filter((m) => m.seq === result.seq)).toHaveLength(1);
 

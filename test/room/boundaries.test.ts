@@ -25,7 +25,8 @@ describe("Idempotency-Key: up to 64 characters", () => {
   it("accepts a 64-character key (and honours it) and refuses a 65-character one", async () => {
     const room = "bound-idem";
     const token = await tokenFor("server", room, ["publish"]);
-    const send = (key: string, data: unknown) => call("POST", `/rooms/${room}/messages`, { token, body: { data }, headers: { "idempotency-key": key } });
+    const send = (key: string, data: unknown) =>
+      call("POST", `/rooms/${room}/messages`, { token, body: { data }, headers: { "idempotency-key": key } });
     const first = await send("k".repeat(64), 1);
     expect(first.status).toBe(201);
     const again = await send("k".repeat(64), 2);
@@ -42,7 +43,10 @@ describe(`presence state: up to ${MAX_PRESENCE_STATE_BYTES} bytes serialized`, (
     const room = "bound-presence";
     const alice = await join(room, "alice");
     const bob = await join(room, "bob");
-    for (const [pad, label] of [["x", "ascii"], ["€", "euro"]] as const) {
+    for (const [pad, label] of [
+      ["x", "ascii"],
+      ["€", "euro"],
+    ] as const) {
       const atBound = stateOf(MAX_PRESENCE_STATE_BYTES, pad);
       const over = stateOf(MAX_PRESENCE_STATE_BYTES + 1, pad);
       alice.send({ type: "presence", state: over, id: `over-${label}` });

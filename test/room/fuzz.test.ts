@@ -124,7 +124,15 @@ describe("hostile frames (property-based)", () => {
 describe("after the fuzzing", () => {
   it("threw every kind of hostile frame, and frames due both answers", () => {
     const kinds = [...sent.byKind.keys()].map((k) => k.replace(/:.*/, ""));
-    for (const kind of ["random text", "binary", "malformed JSON", "deep nesting", "wrong schema", "JSON that is not a frame object", "huge number or string"]) {
+    for (const kind of [
+      "random text",
+      "binary",
+      "malformed JSON",
+      "deep nesting",
+      "wrong schema",
+      "JSON that is not a frame object",
+      "huge number or string",
+    ]) {
       expect(kinds, kind).toContain(kind);
     }
     expect(sent.byCode.get("too_large") ?? 0).toBeGreaterThan(0);
@@ -136,7 +144,11 @@ describe("after the fuzzing", () => {
     observer.send({ type: "presence", state: { marker: true } });
     await observer.next("presence", (f) => f.event === "update" && f.user.id === "observer");
     const leaked = observer.frames.filter(
-      (f) => f.type === "message" || f.type === "direct" || f.type === "error" || (f.type === "presence" && f.event === "update" && f.user.id !== "observer"),
+      (f) =>
+        f.type === "message" ||
+        f.type === "direct" ||
+        f.type === "error" ||
+        (f.type === "presence" && f.event === "update" && f.user.id !== "observer"),
     );
     expect(leaked).toEqual([]);
     expect(observer.isClosed()).toBe(false);

@@ -63,9 +63,7 @@ describe("hibernation and eviction", () => {
 
   it("delivers to every socket after an eviction without missing one (index rebuilt)", async () => {
     const room = "hib-index";
-    const socks = await Promise.all(
-      Array.from({ length: 8 }, async (_, i) => connect(room, { token: await tokenFor(`u${i}`, room) })),
-    );
+    const socks = await Promise.all(Array.from({ length: 8 }, async (_, i) => connect(room, { token: await tokenFor(`u${i}`, room) })));
     await Promise.all(socks.map((s) => s.next("welcome")));
     await evictDurableObject(stubFor(room), { webSockets: "hibernate" });
     socks[3]!.send({ type: "publish", data: "hello" });

@@ -42,8 +42,7 @@ it("trims in a room that hibernates after every keyed publish (the trim is not l
   const room = "idem-hibernating";
   const stub = env.ROOMS.get(env.ROOMS.idFromName(room));
   const token = await tokenFor("server", room, ["publish"]);
-  const post = (key: string) =>
-    call("POST", `/rooms/${room}/messages`, { token, body: { data: key }, headers: { "idempotency-key": key } });
+  const post = (key: string) => call("POST", `/rooms/${room}/messages`, { token, body: { data: key }, headers: { "idempotency-key": key } });
   expect((await post("first")).status).toBe(201);
   // an expired key outside the newest 10,000, as a long-lived room accumulates them
   await runInDurableObject(stub, (_room, state) => {
@@ -57,9 +56,7 @@ it("trims in a room that hibernates after every keyed publish (the trim is not l
     );
   });
   const ancientKept = () =>
-    runInDurableObject(stub, (_room, state) =>
-      state.storage.sql.exec(`SELECT COUNT(*) AS n FROM idempotency WHERE key = 'server\nancient'`).one().n,
-    );
+    runInDurableObject(stub, (_room, state) => state.storage.sql.exec(`SELECT COUNT(*) AS n FROM idempotency WHERE key = 'server\nancient'`).one().n);
   // a few keyed publishes, each on a fresh instance: far fewer than 100 inserts per wake
   for (const key of ["a", "b", "c"]) {
     await evictDurableObject(stub);

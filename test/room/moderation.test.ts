@@ -43,7 +43,7 @@ describe("POST /rooms/:room/kick", () => {
     expect((await troll.closed).code).toBe(4403);
     const refused = await upgrade(room, { token: await tokenFor("troll", room) });
     expect(refused.status).toBe(403);
-    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("banned");
+    expect((await refused.json<{ error: { code: string } }>()).error.code).toBe("banned");
     // Others are not affected.
     await (await connect(room, { token: await tokenFor("other", room) })).next("welcome");
     await vi.waitFor(
@@ -70,7 +70,17 @@ describe("POST /rooms/:room/kick", () => {
     const user = await tokenFor("user", room, ["subscribe", "publish", "history"]);
     const denied = await call("POST", `/rooms/${room}/kick`, { token: user, body: { user: "x" } });
     expect({ status: denied.status, code: denied.json.error.code }).toEqual({ status: 403, code: "forbidden" });
-    const bad: unknown[] = ["{nope", {}, { user: "" }, { user: "x", banSec: -1 }, { user: "x", banSec: 604_801 }, { user: "x", banSec: 1.5 }, { user: "x", reason: "r".repeat(201) }, { user: "x", extra: 1 }, [1]];
+    const bad: unknown[] = [
+      "{nope",
+      {},
+      { user: "" },
+      { user: "x", banSec: -1 },
+      { user: "x", banSec: 604_801 },
+      { user: "x", banSec: 1.5 },
+      { user: "x", reason: "r".repeat(201) },
+      { user: "x", extra: 1 },
+      [1],
+    ];
     for (const body of bad) {
       const res = await kick(room, body);
       expect({ status: res.status, code: res.json.error.code }).toEqual({ status: 400, code: "bad_request" });

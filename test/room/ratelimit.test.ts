@@ -20,17 +20,24 @@ async function join(room: string, user = `u${n++}`): Promise<TestSocket> {
 const freshRoom = (what: string) => `rl-${what}-${n++}`;
 
 /** Sends `count` publish frames with ids `${prefix}0..`; resolves once each has its echo or an error. */
-async function burst(s: TestSocket, prefix: string, count: number): Promise<{ accepted: string[]; limited: number; refused: (string | undefined)[] }> {
+async function burst(
+  s: TestSocket,
+  prefix: string,
+  count: number,
+): Promise<{ accepted: string[]; limited: number; refused: (string | undefined)[] }> {
   const errorsBefore = s.frames.filter((f) => f.type === "error").length;
   for (let i = 0; i < count; i++) s.send({ type: "publish", data: i, id: `${prefix}${i}` });
   const answers = () => ({
     accepted: s.frames.flatMap((f) => (f.type === "message" && f.id?.startsWith(prefix) ? [f.id] : [])),
     errors: s.frames.filter((f) => f.type === "error").slice(errorsBefore),
   });
-  await vi.waitFor(() => {
-    const { accepted, errors } = answers();
-    if (accepted.length + errors.length < count) throw new Error(`${accepted.length + errors.length} of ${count} frames answered`);
-  }, { timeout: 3000, interval: 5 });
+  await vi.waitFor(
+    () => {
+      const { accepted, errors } = answers();
+      if (accepted.length + errors.length < count) throw new Error(`${accepted.length + errors.length} of ${count} frames answered`);
+    },
+    { timeout: 3000, interval: 5 },
+  );
   const { accepted, errors } = answers();
   expect(accepted.length + errors.length).toBe(count);
   expect(errors.every((e) => e.code === "rate_limited")).toBe(true);

@@ -168,7 +168,9 @@ describe("resume without the history capability", () => {
       expect(await s.next("welcome"), what).toMatchObject({ recovered: false });
       s.close();
     }
-    const tooLong = await (await import("../support/socket")).upgrade(room, {
+    const tooLong = await (
+      await import("../support/socket")
+    ).upgrade(room, {
       token: await reader("eve", room),
       query: { since: 0, epoch, resume: "r".repeat(129) },
     });

@@ -9,8 +9,7 @@ import { connect, type TestSocket } from "../support/socket";
 import { token, tokenFor } from "../support/tokens";
 
 const nowSec = () => Math.floor(Date.now() / 1000);
-const shortToken = (sub: string, room: string, ttlSec: number, caps = ["*"]) =>
-  token({ sub, rooms: { [room]: caps }, exp: nowSec() + ttlSec });
+const shortToken = (sub: string, room: string, ttlSec: number, caps = ["*"]) => token({ sub, rooms: { [room]: caps }, exp: nowSec() + ttlSec });
 
 // The pool's IDLE_TIMEOUT_SEC is 2: keep the sockets under test talking, so only expiry can close them.
 const pingers: ReturnType<typeof setInterval>[] = [];

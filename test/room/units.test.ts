@@ -101,11 +101,7 @@ describe("capabilitiesFor: the token's room map", () => {
   });
 
   it("merges the exact entry with every matching prefix entry", () => {
-    expect(caps({ "t-1": ["subscribe"], "t-*": ["history"], "*": ["admin"], "x*": ["publish"] }, "t-1")).toEqual([
-      "admin",
-      "history",
-      "subscribe",
-    ]);
+    expect(caps({ "t-1": ["subscribe"], "t-*": ["history"], "*": ["admin"], "x*": ["publish"] }, "t-1")).toEqual(["admin", "history", "subscribe"]);
   });
 
   it("does not treat `*` inside a pattern as a wildcard", () => {
@@ -150,9 +146,9 @@ describe("config: nonsense values are rejected at start-up", () => {
   it("makes the Worker answer 500 misconfigured instead of serving with a bad value", async () => {
     const bad = { ...env, RATE_LIMIT_PER_SEC: "0" };
     const t = await tokenFor("alice", "cfg");
-    const res = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), bad as never);
+    const res = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), bad);
     await expectFailure(res, 500, "misconfigured");
-    const res2 = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), { ...env, RATE_LIMIT_BURST: "abc" } as never);
+    const res2 = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), { ...env, RATE_LIMIT_BURST: "abc" });
     await expectFailure(res2, 500, "misconfigured");
   });
 });

@@ -21,7 +21,7 @@ describe("welcome.connectionId", () => {
 
     const ids = joined.map((j) => j.welcome.connectionId);
     for (const id of ids) expect(id).toEqual(expect.stringMatching(/^\S+$/));
-    expect(new Set(ids).size, `connection ids ${ids}`).toBe(ids.length);
+    expect(new Set(ids).size, `connection ids ${ids.join(",")}`).toBe(ids.length);
     for (const j of joined) j.s.close();
   });
 });

@@ -34,7 +34,9 @@ export function mayBeFrame(text: string): boolean {
   }
 }
 
-const text = (kind: string) => (payload: string): Hostile => ({ kind, payload });
+const text =
+  (kind: string) =>
+  (payload: string): Hostile => ({ kind, payload });
 const validId = fc.string({ minLength: 1, maxLength: 64 });
 const smallJson = fc.jsonValue({ maxDepth: 3 });
 
@@ -121,7 +123,15 @@ const deeplyNested = fc
 
 // ---- valid JSON, wrong schema: one field of a valid frame made wrong -----------------------------
 
-const notAString = fc.oneof(fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant([]), fc.constant({}), fc.array(fc.string(), { maxLength: 3 }));
+const notAString = fc.oneof(
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.constant([]),
+  fc.constant({}),
+  fc.array(fc.string(), { maxLength: 3 }),
+);
 const badId = fc.oneof(notAString, fc.constant(""), fc.string({ minLength: 65, maxLength: 300 }));
 const badTarget = fc.oneof(notAString, fc.constant(""), fc.string({ minLength: 65, maxLength: 300 }));
 const badState = fc.oneof(
@@ -147,44 +157,50 @@ const badType = fc.oneof(
 type Obj = Record<string, unknown>;
 /** A base frame of `type`, with a valid id half the time, and one way to make it invalid. */
 function mutated(type: string, base: fc.Arbitrary<Obj>, mutations: [string, fc.Arbitrary<(f: Obj) => void>][]) {
-  return fc
-    .tuple(base, fc.option(validId), fc.constantFrom(...mutations.map((m) => m[0])))
-    .chain(([frame, id, which]) =>
-      mutations.find((m) => m[0] === which)![1].map((mutate) => {
+  return fc.tuple(base, fc.option(validId), fc.constantFrom(...mutations.map((m) => m[0]))).chain(([frame, id, which]) =>
+    mutations
+      .find((m) => m[0] === which)![1]
+      .map((mutate) => {
         const f: Obj = { type, ...frame, ...(id === null ? {} : { id }) };
         mutate(f);
         const keptId = typeof f.id === "string" && f.id.length >= 1 && f.id.length <= 64 ? f.id : undefined;
         return { kind: `wrong schema: ${type}.${which}`, payload: JSON.stringify(f), ...(keptId === undefined ? {} : { id: keptId }) };
       }),
-    );
+  );
 }
 const set = (key: string) => (v: fc.Arbitrary<unknown>) => v.map((value) => (f: Obj) => void (f[key] = value));
 const remove = (key: string) => fc.constant((f: Obj) => void delete f[key]);
 
-const wrongSchema: fc.Arbitrary<Hostile> = fc.oneof(
-  mutated("publish", fc.record({ data: smallJson }), [
-    ["data missing", remove("data")],
-    ["id wrong", set("id")(badId)],
-    ["type wrong", set("type")(badType)],
-    ["type missing", remove("type")],
-  ]),
-  mutated("direct", fc.record({ to: fc.string({ minLength: 1, maxLength: 64 }), data: smallJson }), [
-    ["to missing", remove("to")],
-    ["to wrong", set("to")(badTarget)],
-    ["data missing", remove("data")],
-    ["id wrong", set("id")(badId)],
-  ]),
-  mutated("presence", fc.record({ state: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 4 }) }), [
-    ["state missing", remove("state")],
-    ["state wrong", set("state")(badState)],
-    ["id wrong", set("id")(badId)],
-  ]),
-  mutated("history", fc.record({ before: fc.option(fc.nat(1000), { nil: undefined }), limit: fc.option(fc.integer({ min: 1, max: 100 }), { nil: undefined }) }), [
-    ["before wrong", set("before")(badSeq)],
-    ["limit wrong", set("limit")(badLimit)],
-    ["id wrong", set("id")(badId)],
-  ]),
-).filter((h) => !mayBeFrameLoose(h.payload as string));
+const wrongSchema: fc.Arbitrary<Hostile> = fc
+  .oneof(
+    mutated("publish", fc.record({ data: smallJson }), [
+      ["data missing", remove("data")],
+      ["id wrong", set("id")(badId)],
+      ["type wrong", set("type")(badType)],
+      ["type missing", remove("type")],
+    ]),
+    mutated("direct", fc.record({ to: fc.string({ minLength: 1, maxLength: 64 }), data: smallJson }), [
+      ["to missing", remove("to")],
+      ["to wrong", set("to")(badTarget)],
+      ["data missing", remove("data")],
+      ["id wrong", set("id")(badId)],
+    ]),
+    mutated("presence", fc.record({ state: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 4 }) }), [
+      ["state missing", remove("state")],
+      ["state wrong", set("state")(badState)],
+      ["id wrong", set("id")(badId)],
+    ]),
+    mutated(
+      "history",
+      fc.record({ before: fc.option(fc.nat(1000), { nil: undefined }), limit: fc.option(fc.integer({ min: 1, max: 100 }), { nil: undefined }) }),
+      [
+        ["before wrong", set("before")(badSeq)],
+        ["limit wrong", set("limit")(badLimit)],
+        ["id wrong", set("id")(badId)],
+      ],
+    ),
+  )
+  .filter((h) => !mayBeFrameLoose(h.payload));
 
 /** `mayBeFrame` admits every object with a known type; the schema mutations are known-bad, so only guard against the generator producing a valid frame by accident (e.g. an id mutated to a valid id). */
 function mayBeFrameLoose(text: string): boolean {
@@ -211,8 +227,13 @@ function mayBeFrameLoose(text: string): boolean {
 
 const notAnObject = fc
   .oneof(
-    fc.jsonValue({ maxDepth: 4 }).filter((v) => !(typeof v === "object" && v !== null && !Array.isArray(v) && TYPES.includes((v as Obj).type as string))),
-    fc.array(validFrameText.map((t) => JSON.parse(t) as unknown), { maxLength: 3 }), // arrays of real frames
+    fc
+      .jsonValue({ maxDepth: 4 })
+      .filter((v) => !(typeof v === "object" && v !== null && !Array.isArray(v) && TYPES.includes((v as Obj).type as string))),
+    fc.array(
+      validFrameText.map((t) => JSON.parse(t) as unknown),
+      { maxLength: 3 },
+    ), // arrays of real frames
     fc.constantFrom("publish", "ping", 0, -1, 1e308, null, true, false, ""),
   )
   .map((v) => JSON.stringify(v))
@@ -235,7 +256,8 @@ const huge = fc
     // A valid frame made larger than MAX_MESSAGE_BYTES: too_large, delivered to nobody.
     fc.tuple(fc.constantFrom(...TYPES), fc.integer({ min: MAX_BYTES, max: 60_000 }), fc.constantFrom("a", "€", "😀", "\u0000", '"')).map(
       // (bytes per repetition as serialized inside a JSON string: the quotes do not repeat, escapes do)
-      ([type, n, ch]) => JSON.stringify({ type, to: "x", state: {}, data: ch.repeat(Math.ceil(n / (utf8.encode(JSON.stringify(ch)).byteLength - 2))) }),
+      ([type, n, ch]) =>
+        JSON.stringify({ type, to: "x", state: {}, data: ch.repeat(Math.ceil(n / (utf8.encode(JSON.stringify(ch)).byteLength - 2))) }),
     ),
     fc.integer({ min: MAX_BYTES - 40, max: MAX_BYTES + 40 }).map((n) => `{"type":"publish","data":"${"x".repeat(n)}","id":1}`),
   )

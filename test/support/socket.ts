@@ -16,7 +16,11 @@ export interface TestSocket {
   isClosed(): boolean;
   send(frame: unknown): void;
   /** Resolves with the first frame (from the start of the log) matching, waiting if needed. */
-  next<T extends ServerFrame["type"]>(type: T, match?: (f: Extract<ServerFrame, { type: T }>) => boolean, timeoutMs?: number): Promise<Extract<ServerFrame, { type: T }>>;
+  next<T extends ServerFrame["type"]>(
+    type: T,
+    match?: (f: Extract<ServerFrame, { type: T }>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Extract<ServerFrame, { type: T }>>;
   /** Waits until `count` frames of `type` have arrived; returns them. */
   collect<T extends ServerFrame["type"]>(type: T, count: number, timeoutMs?: number): Promise<Extract<ServerFrame, { type: T }>[]>;
   close(code?: number): void;
@@ -32,7 +36,7 @@ export async function upgrade(room: string, opts: ConnectOptions = {}): Promise<
   const params = new URLSearchParams();
   if (opts.token) params.set("token", opts.token);
   for (const [k, v] of Object.entries(opts.query ?? {})) params.set(k, String(v));
-  return exports.default.fetch(`http://rooms.test/rooms/${room}/ws?${params}`, {
+  return exports.default.fetch(`http://rooms.test/rooms/${room}/ws?${params.toString()}`, {
     headers: { upgrade: "websocket", ...opts.headers },
   });
 }
@@ -102,11 +106,7 @@ export async function connect(room: string, opts: ConnectOptions = {}): Promise<
     isClosed: () => closed,
     send: (frame) => ws.send(typeof frame === "string" ? frame : JSON.stringify(frame)),
     next: (type, match, timeoutMs = 3000) =>
-      waitFor(
-        () => frames.find((f) => f.type === type && (!match || match(f as never))) as never,
-        timeoutMs,
-        `a ${type} frame`,
-      ),
+      waitFor(() => frames.find((f) => f.type === type && (!match || match(f as never))) as never, timeoutMs, `a ${type} frame`),
     collect: (type, count, timeoutMs = 3000) =>
       waitFor(
         () => {

@@ -17,11 +17,7 @@ const HS = { alg: "HS256", typ: "JWT" };
 async function expectRefused(t: string, status: 401 | 403 = 401): Promise<void> {
   const code = status === 401 ? "unauthorized" : "forbidden";
   await expectFailure(await upgrade(ROOM, { token: t }), status, code);
-  await expectFailure(
-    await request(`/rooms/${ROOM}/ws`, { headers: upgradeHeaders({ authorization: `Bearer ${t}` }) }),
-    status,
-    code,
-  );
+  await expectFailure(await request(`/rooms/${ROOM}/ws`, { headers: upgradeHeaders({ authorization: `Bearer ${t}` }) }), status, code);
   await expectFailure(await request(`/rooms/${ROOM}/stats?token=${encodeURIComponent(t)}`), status, code);
 }
 
@@ -100,7 +96,11 @@ describe("time claims", () => {
     await expectRefused(await hmacToken(HS, noExp, poolSecret()));
   });
 
-  it.each([["a string", "9999999999"], ["null", null], ["an object", {}]])("refuses exp that is %s", async (_, exp) => {
+  it.each([
+    ["a string", "9999999999"],
+    ["null", null],
+    ["an object", {}],
+  ])("refuses exp that is %s", async (_, exp) => {
     await expectRefused(await hmacToken(HS, { ...valid(), exp }, poolSecret()));
   });
 
@@ -124,7 +124,11 @@ describe("subject and name claims", () => {
     await expectRefused(await hmacToken(HS, claims, poolSecret()));
   });
 
-  it.each([["empty", ""], ["65 characters", "n".repeat(65)], ["a number", 1]])("refuses name that is %s", async (_, name) => {
+  it.each([
+    ["empty", ""],
+    ["65 characters", "n".repeat(65)],
+    ["a number", 1],
+  ])("refuses name that is %s", async (_, name) => {
     await expectRefused(await hmacToken(HS, valid({ name }), poolSecret()));
   });
 

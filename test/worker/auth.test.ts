@@ -55,7 +55,11 @@ describe("where the token comes from", () => {
 
 describe("each route requires its capability", () => {
   it.each(ROUTES)("answers 403 on $method $action to a token with every capability but $cap", async (route) => {
-    const t = await tokenFor("alice", "caps", ALL.filter((c) => c !== route.cap));
+    const t = await tokenFor(
+      "alice",
+      "caps",
+      ALL.filter((c) => c !== route.cap),
+    );
     await expectFailure(await hit(route, "caps", { query: t }), 403, "forbidden");
   });
 
@@ -108,7 +112,7 @@ describe("the rooms map: exact names, prefix* patterns and *", () => {
   it("publishes over HTTP as the token's sub and name", async () => {
     const t = await token({ sub: "svc", name: "Service", rooms: { who: ["publish", "history"] } });
     expect((await hit(ROUTES[2]!, "who", { query: t })).status).toBe(201);
-    const page = (await (await request(`/rooms/who/history?token=${t}`)).json()) as { messages: { from: unknown }[] };
+    const page = await (await request(`/rooms/who/history?token=${t}`)).json<{ messages: { from: unknown }[] }>();
     expect(page.messages[0]!.from).toEqual({ id: "svc", name: "Service" });
   });
 });

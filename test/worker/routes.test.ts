@@ -163,11 +163,7 @@ describe("check order: the first failing check answers", () => {
 
   it("401 before 403: a disallowed Origin and a token signed with another secret", async () => {
     const t = await token({ sub: "alice", rooms: { order: ["*"] } }, "not-the-secret");
-    await expectFailure(
-      await request(`/rooms/order/ws?token=${t}`, { headers: upgradeHeaders({ origin: ORIGIN_BAD }) }),
-      401,
-      "unauthorized",
-    );
+    await expectFailure(await request(`/rooms/order/ws?token=${t}`, { headers: upgradeHeaders({ origin: ORIGIN_BAD }) }), 401, "unauthorized");
   });
 
   it("403 for a disallowed Origin even with every capability", async () => {
@@ -200,16 +196,12 @@ describe("Origin check (cross-site WebSocket hijacking)", () => {
     res.webSocket!.close(1000);
   });
 
-  it.each([
-    ORIGIN_BAD,
-    "null",
-    "https://app.example.evil.example",
-    "https://app.example:8443",
-    "http://app.example",
-    "HTTPS://APP.EXAMPLE.",
-  ])("answers 403 for Origin %j", async (origin) => {
-    await expectFailure(await upgradeWith({ origin }), 403, "forbidden");
-  });
+  it.each([ORIGIN_BAD, "null", "https://app.example.evil.example", "https://app.example:8443", "http://app.example", "HTTPS://APP.EXAMPLE."])(
+    "answers 403 for Origin %j",
+    async (origin) => {
+      await expectFailure(await upgradeWith({ origin }), 403, "forbidden");
+    },
+  );
 });
 
 describe("POST /rooms/:room/messages body checks", () => {
@@ -271,9 +263,11 @@ describe("POST /rooms/:room/messages body checks", () => {
       duplex: "half",
     } as RequestInit);
     expect(res.status).toBe(201);
-    const page = (await (await request(`/rooms/bodies/history?limit=1&token=${await tokenFor("srv", "bodies", ["history"])}`)).json()) as {
+    const page = await (
+      await request(`/rooms/bodies/history?limit=1&token=${await tokenFor("srv", "bodies", ["history"])}`)
+    ).json<{
       messages: { data: unknown }[];
-    };
+    }>();
     expect(page.messages[0]!.data).toBe("€".repeat(1000));
   });
 

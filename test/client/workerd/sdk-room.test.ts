@@ -57,7 +57,7 @@ function client(room: string, tok: RoomClientOptions["token"], extra: Partial<Ro
       sockets.push(res.webSocket);
       return link.wrap(res.webSocket);
     },
-    fetch: (input, init) => exports.default.fetch(input as string, init),
+    fetch: (input, init) => exports.default.fetch(input, init),
     backoff: { baseMs: 50, capMs: 400 },
     pingIntervalMs: 500, // the pool's IDLE_TIMEOUT_SEC is 2
     ...extra,
@@ -70,9 +70,12 @@ function client(room: string, tok: RoomClientOptions["token"], extra: Partial<Ro
 
 /** vi.waitFor with a readable failure. */
 const until = (check: () => boolean, what: string, timeout = 5_000) =>
-  vi.waitFor(() => {
-    if (!check()) throw new Error(`timed out waiting for ${what}`);
-  }, { timeout, interval: 10 });
+  vi.waitFor(
+    () => {
+      if (!check()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout, interval: 10 },
+  );
 
 describe("SDK against the room", () => {
   it("two clients see each other in presence and exchange messages; publish resolves with the seq", async () => {
@@ -298,7 +301,10 @@ describe("An echo is matched by id and sender (security review, defect 4)", () =
     const { alice, bob, nextId } = await victimAndAttacker("sdk-forge-replay");
     alice.link.mode = "lose"; // sent, never arrives
     const mine = alice.c.publish("mine");
-    const outcome = mine.then((seq) => ({ seq }), (e: { code: string }) => ({ code: e.code }));
+    const outcome = mine.then(
+      (seq) => ({ seq }),
+      (e: { code: string }) => ({ code: e.code }),
+    );
     alice.sockets[0]!.close(1000, "cut");
     await until(() => alice.c.status === "reconnecting", "alice reconnecting");
     alice.link.mode = "pass";
@@ -314,7 +320,7 @@ async function rateLimited(room: string): Promise<number> {
   const res = await exports.default.fetch(`http://rooms.test/rooms/${room}/stats`, {
     headers: { authorization: `Bearer ${await tokenFor("ops", room, ["admin"])}` },
   });
-  return ((await res.json()) as RoomStats).rateLimited;
+  return (await res.json<RoomStats>()).rateLimited;
 }
 
 /** seqs the room assigned one after another: nothing refused, nothing reordered. */
@@ -353,7 +359,9 @@ describe("The SDK stays within the limits the welcome advertises", () => {
     await until(() => alice.c.status === "reconnecting", "away");
     const queued = Array.from({ length: 20 }, (_, i) => alice.c.publish(i)); // RATE_LIMIT_BURST is 20 here
     let page: Promise<unknown> | undefined;
-    alice.c.on("welcome", () => (page ??= alice.c.history({ limit: 5 })));
+    alice.c.on("welcome", () => {
+      page ??= alice.c.history({ limit: 5 });
+    });
     const errors: string[] = [];
     alice.c.on("error", (e) => errors.push(e.code));
     open();

@@ -75,11 +75,11 @@ export class RoomClient {
     // the room's proof of where this client started, as a real client sends it back
     const proof = resume ? this.connections.findLast((c) => c.welcome)?.welcome?.resume : undefined;
     if (proof !== undefined) params.set("resume", proof);
-    const ws = new WebSocket(`${this.server.wsUrl}/rooms/${this.room}/ws?${params}`, { perMessageDeflate: false });
+    const ws = new WebSocket(`${this.server.wsUrl}/rooms/${this.room}/ws?${params.toString()}`, { perMessageDeflate: false });
     const conn: (typeof this.connections)[number] = {};
     this.connections.push(conn);
     this.ws = ws;
-    ws.on("message", (data, isBinary) => this.#onMessage(conn, isBinary ? "<binary>" : data.toString()));
+    ws.on("message", (data, isBinary) => this.#onMessage(conn, isBinary ? "<binary>" : (data as Buffer).toString()));
     ws.on("close", (code, reason) => {
       conn.closed = { code, reason: reason.toString() };
       if (this.ws === ws) this.stopPinging();
@@ -158,7 +158,7 @@ export class RoomClient {
           r = check();
         } catch (err) {
           done();
-          return reject(err);
+          return reject(err instanceof Error ? err : new Error(`the check for ${what} threw`, { cause: err }));
         }
         if (r !== undefined) {
           done();
@@ -188,9 +188,7 @@ export class RoomClient {
     const from = opts.from ?? 0;
     return this.until(
       () =>
-        this.frames
-          .slice(from)
-          .find((f): f is Extract<ServerFrame, { type: T }> => f.type === type && match(f as Extract<ServerFrame, { type: T }>)),
+        this.frames.slice(from).find((f): f is Extract<ServerFrame, { type: T }> => f.type === type && match(f as Extract<ServerFrame, { type: T }>)),
       `a ${type} frame`,
       opts.timeoutMs,
     );
@@ -320,8 +318,8 @@ export function presenceById(list: PresenceEntry[]): Record<string, PresenceEntr
   return Object.fromEntries(list.map((p) => [p.id, p]));
 }
 
-/** Re-evaluates `check` until it returns a value or `timeoutMs` passes (for state read over HTTP). */
-export async function eventually<R>(check: () => Promise<R | undefined>, what: string, timeoutMs = 10_000): Promise<R> {
+/** Re-evaluates `check` until it returns a value or `timeoutMs` passes (for state read over HTTP or kept by a client). */
+export async function eventually<R>(check: () => R | undefined | Promise<R | undefined>, what: string, timeoutMs = 10_000): Promise<R> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await check();

@@ -56,7 +56,7 @@ export class HttpPublisher {
           signal: AbortSignal.timeout(5_000),
         });
         if (res.status === 201) {
-          const result = (await res.json()) as PublishResult;
+          const result = await res.json<PublishResult>();
           this.acked.push(result);
           return result;
         }

@@ -16,16 +16,14 @@ async function join(room: string, user: string): Promise<TestSocket> {
   return s;
 }
 
-const userEvents = (s: TestSocket) =>
-  s.frames.filter((f): f is Extract<ServerFrame, { type: "presence" }> => f.type === "presence" && "user" in f);
+const userEvents = (s: TestSocket) => s.frames.filter((f): f is Extract<ServerFrame, { type: "presence" }> => f.type === "presence" && "user" in f);
 /** The next `sync` frame, typed as one. */
 async function nextSync(s: TestSocket) {
   const f = await s.next("presence", (p) => p.event === "sync", 3000);
   if (f.event !== "sync") throw new Error("not a sync");
   return f;
 }
-const counts = (s: TestSocket) =>
-  s.frames.flatMap((f) => (f.type === "presence" && f.event === "count" ? [f.count] : []));
+const counts = (s: TestSocket) => s.frames.flatMap((f) => (f.type === "presence" && f.event === "count" ? [f.count] : []));
 
 describe(`presence above PRESENCE_LIMIT (${LIMIT})`, () => {
   it("changes nothing at the limit: a full list in the welcome and per-user joins", async () => {

@@ -13,9 +13,7 @@ const rootOf = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
 const shardOf = (room: string, i: number) => env.ROOMS.get(env.ROOMS.idFromName(`${room}#${i}`));
 
 async function crowd(room: string, n: number, prefix = "u"): Promise<TestSocket[]> {
-  const socks = await Promise.all(
-    Array.from({ length: n }, async (_, i) => connect(room, { token: await tokenFor(`${prefix}${i}`, room) })),
-  );
+  const socks = await Promise.all(Array.from({ length: n }, async (_, i) => connect(room, { token: await tokenFor(`${prefix}${i}`, room) })));
   await Promise.all(socks.map((s) => s.next("welcome")));
   return socks;
 }
@@ -154,15 +152,13 @@ describe("a sharded room is one room", () => {
   it("loses and repeats nothing when the root or a shard is evicted mid-conversation", async () => {
     const room = "giant-evict";
     const socks = await crowd(room, 12);
-    const publish = async (k: number) => {
-      socks[k % socks.length]!.send({ type: "publish", data: k });
-    };
-    for (let k = 0; k < 5; k++) await publish(k);
+    const publish = (k: number) => socks[k % socks.length]!.send({ type: "publish", data: k });
+    for (let k = 0; k < 5; k++) publish(k);
     await evictDurableObject(rootOf(room));
-    for (let k = 5; k < 10; k++) await publish(k);
+    for (let k = 5; k < 10; k++) publish(k);
     await evictDurableObject(shardOf(room, 1), { webSockets: "hibernate" });
     await evictDurableObject(shardOf(room, 2), { webSockets: "hibernate" });
-    for (let k = 10; k < 15; k++) await publish(k);
+    for (let k = 10; k < 15; k++) publish(k);
     for (const s of socks) {
       await s.collect("message", 15, 10_000);
       expect(seqs(s)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
@@ -192,7 +188,7 @@ describe("a sharded room is one room", () => {
       for (let k = 0; k < 12; k++) {
         const r = await upgrade(room, { token: await tokenFor("troll", room) });
         expect(r.status).toBe(403);
-        expect(((await r.json()) as { error: { code: string } }).error.code).toBe("banned");
+        expect((await r.json<{ error: { code: string } }>()).error.code).toBe("banned");
       }
     };
     await refusals();

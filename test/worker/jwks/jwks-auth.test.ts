@@ -16,7 +16,7 @@ const PRIVATE_PARTS = ["d", "p", "q", "dp", "dq", "qi"];
 
 /** The public half of one of the identity provider's keys, as published in its JWKS. */
 function publicJwk(alg: Alg): JWK {
-  return Object.fromEntries(Object.entries(PRIVATE[alg]).filter(([k]) => !PRIVATE_PARTS.includes(k))) as JWK;
+  return Object.fromEntries(Object.entries(PRIVATE[alg]).filter(([k]) => !PRIVATE_PARTS.includes(k)));
 }
 
 const claims = (extra: JWTPayload = {}): JWTPayload => ({
@@ -68,7 +68,7 @@ describe("issuer and audience", () => {
     ["an audience list without ours", { aud: ["a", "b"] }],
     ["no audience", { aud: undefined }],
   ])("refuses a token with %s", async (_, change) => {
-    const payload = claims(change as JWTPayload);
+    const payload = claims(change);
     for (const k of Object.keys(change)) if ((change as Record<string, unknown>)[k] === undefined) delete payload[k];
     await expectRefused(await idpToken("ES256", payload));
   });

@@ -7,7 +7,10 @@ it("accepts an ES256 token whose key comes from the configured JWKS", async () =
   const key = await importJWK(keys.ES256, "ES256");
   const jwt = await new SignJWT({ rooms: { lobby: ["subscribe"] } })
     .setProtectedHeader({ alg: "ES256", kid: keys.ES256.kid })
-    .setSubject("alice").setIssuer("https://idp.test/").setAudience("edgerooms").setExpirationTime("1h")
+    .setSubject("alice")
+    .setIssuer("https://idp.test/")
+    .setAudience("edgerooms")
+    .setExpirationTime("1h")
     .sign(key);
   const res = await exports.default.fetch(`http://x/rooms/lobby/presence?token=${jwt}`);
   expect(res.status).toBe(200);
