@@ -721,18 +721,28 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   #take(shard: ShardState, items: StreamItem[], rootSeq: number | null): Promise<void> | void {
     const before = shard.head;
+    // Consecutive messages go out together (#deliverMessages); anything else goes after them.
+    let run: string[] = [];
+    const sendRun = () => {
+      if (run.length > 0) this.#deliverMessages(shard, run);
+      run = [];
+    };
     for (const [k, item] of items.entries()) {
       if (item.seq === undefined) {
+        sendRun();
         this.#deliverEvent(shard, item);
         continue;
       }
-      if (item.seq <= shard.head) continue; // already delivered (a repair fetched it)
-      if (item.seq > shard.head + 1) {
+      const next = shard.head + run.length + 1;
+      if (item.seq < next) continue; // already delivered (a repair fetched it)
+      if (item.seq > next) {
         // A gap: the root restarted, or a call failed. Fetch it before anything newer goes out.
+        sendRun();
         return this.#repair(shard, item.seq - 1).then(() => this.#take(shard, items.slice(k), rootSeq));
       }
-      this.#deliverMessage(shard, item.seq, item.text);
+      run.push(item.text);
     }
+    sendRun();
     if (shard.head !== before) this.#storeHead(shard);
     if (rootSeq !== null && rootSeq > shard.head) return this.#repair(shard, rootSeq);
   }
@@ -748,15 +758,15 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         shard.head = to;
         continue;
       }
-      for (const frame of frames) if (shard.head < to) this.#deliverMessage(shard, shard.head + 1, frame);
+      this.#deliverMessages(shard, frames.slice(0, to - shard.head));
     }
     this.#storeHead(shard);
   }
 
-  #deliverMessage(shard: ShardState, seq: number, text: string): void {
-    shard.head = seq;
-    shard.tail.push(seq, text);
-    this.#count("delivered", this.#delivery.broadcast(text));
+  /** The messages after the shard's head, in order; sent to each socket together (Delivery.broadcastAll). */
+  #deliverMessages(shard: ShardState, texts: string[]): void {
+    for (const text of texts) shard.tail.push(++shard.head, text);
+    this.#count("delivered", this.#delivery.broadcastAll(texts));
   }
 
   #deliverEvent(shard: ShardState, item: StreamItem): void {
