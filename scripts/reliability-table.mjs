@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const file = process.argv[2] ?? process.env.RELIABILITY_FILE ?? join(root, "artifacts/reliability.json");
-const ORDER = ["flood", "storm", "restart", "hibernation", "slow-peers"];
+const ORDER = ["flood", "storm", "restart", "hibernation", "slow-peers", "giant"];
 
 /** The measurements worth a column of their own, per suite; the rest stay in the JSON. */
 const HIGHLIGHTS = {
@@ -21,6 +21,8 @@ const HIGHLIGHTS = {
     `${x.silenceSec} s silence (pings only); room evicted and woken with its sockets (object starts ${x.startsBefore} → ${x.startsAfter}): ${x.evicted}; identities, presence, seq and rate limit held after the wake-up: ${x.held}`,
   "slow-peers": (x) =>
     `others got ${x.pushedWhilePausedMB} MB in ${Math.round(x.pausedTotalMs)} ms past a paused reader (${Math.round(x.quietTotalMs)} ms with none); hung peer swept ${x.vanishedClose} after ${x.hungRemovedSec} s (idle ${x.idleCloseSec} s), dead one dropped in ${x.deadRemovedMs} ms; leaves announced: ${x.leaveAnnounced}`,
+  giant: (x) =>
+    `one room on 4 shards (sockets per shard ${x.shardsBefore}, after the restart ${x.shardsAfter}): ${x.messages} messages from sockets on every shard and HTTP, ${x.deliveries} deliveries, ${x.replayed} replayed on resume; not recovered: ${x.notRecovered}; seq repeated: ${x.seqRepeated}; every socket resumed after the restart in ${x.restartResumeSec} s`,
 };
 
 const rows = Object.values(JSON.parse(readFileSync(file, "utf8"))).sort((a, b) => ORDER.indexOf(a.suite) - ORDER.indexOf(b.suite));

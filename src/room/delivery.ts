@@ -4,7 +4,7 @@
 // Anything else a socket is sent first flushes what is held for it, so every recipient still
 // sees the room's events in the order they happened.
 import { Announcements } from "./announcements";
-import { Outbox } from "./outbox";
+import { MIN_BATCH_FANOUT, Outbox } from "./outbox";
 import type { Session } from "./session";
 
 export class Delivery {
@@ -40,6 +40,22 @@ export class Delivery {
       n++;
     }
     return n;
+  }
+
+  /**
+   * Several frames one event produced (a shard's stream call carries a burst the root sequenced
+   * in one turn), to every live session. The outbox batches only across events, so a wide room
+   * sends them to each session together here, as its drain would have. Returns deliveries.
+   */
+  broadcastAll(texts: string[]): number {
+    if (texts.length === 0) return 0;
+    if (texts.length === 1 || !this.outbox.batching || this.sessions.size < MIN_BATCH_FANOUT) {
+      return texts.reduce((n, text) => n + this.broadcast(text), 0);
+    }
+    this.flushHeld(Date.now());
+    this.outbox.broadcasting(this.sessions.size);
+    for (const session of this.sessions.values()) this.outbox.sendAll(session.ws, texts);
+    return texts.length * this.sessions.size;
   }
 
   /**

@@ -741,7 +741,9 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    * shard's count of seqs stays right), or null when the oldest of them is no longer retained.
    */
   range(from: number, to: number): string[] | null {
-    if (from > to) return [];
+    // Nothing past this root's seq: a shard asked on a client's word (a resume's `since`) gets
+    // nothing, never "gone", which would make it skip ahead of messages still to come.
+    if (from > to || from > this.#history.seq) return [];
     if (!this.#history.covers(from - 1)) return null;
     const frames: string[] = [];
     for (const page of this.#history.rows(from - 1)) {
@@ -848,6 +850,12 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   #take(shard: ShardState, items: StreamItem[], rootSeq: number | null): Promise<void> | void {
     const before = shard.head;
+    // Consecutive messages go out together (#deliverMessages); anything else goes after them.
+    let run: string[] = [];
+    const sendRun = () => {
+      if (run.length > 0) this.#deliverMessages(shard, run);
+      run = [];
+    };
     for (const [k, item] of items.entries()) {
       if (item.ban) {
         this.#bans.set(item.ban);
@@ -859,16 +867,20 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         continue;
       }
       if (item.seq === undefined) {
+        sendRun();
         this.#deliverEvent(shard, item);
         continue;
       }
-      if (item.seq <= shard.head) continue; // already delivered (a repair fetched it)
-      if (item.seq > shard.head + 1) {
+      const next = shard.head + run.length + 1;
+      if (item.seq < next) continue; // already delivered (a repair fetched it)
+      if (item.seq > next) {
         // A gap: the root restarted, or a call failed. Fetch it before anything newer goes out.
+        sendRun();
         return this.#repair(shard, item.seq - 1).then(() => this.#take(shard, items.slice(k), rootSeq));
       }
-      this.#deliverMessage(shard, item.seq, item.text);
+      run.push(item.text);
     }
+    sendRun();
     if (shard.head !== before) this.#storeHead(shard);
     if (rootSeq !== null && rootSeq > shard.head) return this.#repair(shard, rootSeq);
   }
@@ -885,16 +897,18 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         continue;
       }
       if (frames.length === 0) break; // the root has nothing further (asked past its seq)
-      for (const frame of frames) if (shard.head < to) this.#deliverMessage(shard, shard.head + 1, frame);
+      this.#deliverMessages(shard, frames.slice(0, to - shard.head));
     }
     this.#storeHead(shard);
   }
 
-  /** Delivers message `seq`; a TOMBSTONE (deleted before this shard got it) only moves the head. */
-  #deliverMessage(shard: ShardState, seq: number, text: string): void {
-    shard.head = seq;
-    shard.tail.push(seq, text);
-    if (text !== TOMBSTONE) this.#count("delivered", this.#delivery.broadcast(text));
+  /**
+   * The messages after the shard's head, in order, sent to each socket together
+   * (Delivery.broadcastAll); a TOMBSTONE (deleted before this shard got it) only moves the head.
+   */
+  #deliverMessages(shard: ShardState, texts: string[]): void {
+    for (const text of texts) shard.tail.push(++shard.head, text);
+    this.#count("delivered", this.#delivery.broadcastAll(texts.filter((t) => t !== TOMBSTONE)));
   }
 
   /** The root's kick: after the stream items sent before it (its ban among them), closes `uid`'s sockets here. */

@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { MessageFrame, RoomStats } from "../../../src/protocol";
+import { MIN_BATCH_FANOUT } from "../../../src/room/outbox";
 import { call } from "../../support/http";
 import { connect, upgrade, type TestSocket } from "../../support/socket";
 import { tokenFor } from "../../support/tokens";
@@ -227,6 +228,30 @@ describe("a sharded room is one room", () => {
     for (const s of socks) {
       await s.next("message", (m) => m.seq === 5, 5000);
       expect(seqs(s)).toEqual([1, 2, 3, 5]);
+    }
+  });
+
+  it("sends the messages of one stream call to a wide shard's sockets together, as an unsharded room batches a burst", async () => {
+    // Two shards and enough sockets that each has at least MIN_BATCH_FANOUT of them.
+    const room = "pair";
+    const socks = await crowd(room, 2 * MIN_BATCH_FANOUT + 24);
+    const where = await shardIndexes(room, socks, 2);
+    for (const shard of [0, 1]) expect(where.filter((w) => w === shard).length).toBeGreaterThanOrEqual(MIN_BATCH_FANOUT);
+    // the joins' announcements have gone out and every shard's outbox has drained
+    socks[0]!.send({ type: "publish", data: "settle" });
+    for (const s of socks) await s.next("message", (m) => m.data === "settle");
+    await new Promise((r) => setTimeout(r, 50));
+    const before = socks.map((s) => s.received());
+    // A burst the root sequences in one turn reaches each shard as one stream call.
+    const BURST = 10;
+    await runInDurableObject(rootOf(room), (root) => {
+      for (let k = 0; k < BURST; k++) root.publish(room, { id: "server", name: "server" }, `burst-${k}`);
+    });
+    for (const s of socks) await s.collect("message", BURST + 1);
+    for (const [i, s] of socks.entries()) {
+      expect(seqs(s)).toEqual(Array.from({ length: BURST + 1 }, (_, k) => k + 1));
+      // one WebSocket message per frame would cost the shard BURST sends per socket
+      expect(s.received() - before[i]!, `WebSocket messages for ${BURST} frames`).toBe(1);
     }
   });
 
