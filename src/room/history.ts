@@ -47,7 +47,7 @@ export class History {
   }
 
   /** The oldest seq still retained (seq + 1 when the log is empty). */
-  private oldest(): number {
+  oldest(): number {
     const row = this.sql.exec(`SELECT MIN(seq) AS s FROM messages`).one();
     const min = row.s === null ? this.seq + 1 : Number(row.s);
     return Math.max(min, this.seq - this.limit + 1);

@@ -319,8 +319,9 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     let fetched: { frames: string[]; upTo: number } | null = null;
     if (recovered && shard.tail.after(since!, shard.head) === undefined) {
       const upTo = shard.head;
-      const frames = await shard.root.range(since! + 1, upTo);
-      if (frames === null) recovered = false;
+      const { first, frames } = await shard.root.range(since! + 1, upTo);
+      if (first !== since! + 1)
+        recovered = false; // some of it is past the root's retention
       else fetched = { frames: frames.filter((f) => f !== TOMBSTONE), upTo };
     }
     let start: number;
@@ -737,20 +738,20 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   }
 
   /**
-   * Stored messages from `from` to `to`, one entry per seq (a deleted one as TOMBSTONE, so the
-   * shard's count of seqs stays right), or null when the oldest of them is no longer retained.
+   * Stored messages from `first` to at most `to`, one entry per seq (a deleted one as TOMBSTONE,
+   * so the shard's count of seqs stays right). `first` is `from` unless messages from `from` on
+   * are past retention: then the oldest retained one. Nothing past this root's seq: a shard
+   * asks on a client's word too (a resume's `since`), and must never skip ahead of what is to come.
    */
-  range(from: number, to: number): string[] | null {
-    // Nothing past this root's seq: a shard asked on a client's word (a resume's `since`) gets
-    // nothing, never "gone", which would make it skip ahead of messages still to come.
-    if (from > to || from > this.#history.seq) return [];
-    if (!this.#history.covers(from - 1)) return null;
+  range(from: number, to: number): { first: number; frames: string[] } {
+    const first = Math.max(from, this.#history.oldest());
+    if (first > to || first > this.#history.seq) return { first: Math.min(first, this.#history.seq + 1), frames: [] };
     const frames: string[] = [];
-    for (const page of this.#history.rows(from - 1)) {
-      frames.push(...page.slice(0, to - from + 1 - frames.length));
-      if (frames.length > to - from) break;
+    for (const page of this.#history.rows(first - 1)) {
+      frames.push(...page.slice(0, to - first + 1 - frames.length));
+      if (frames.length > to - first) break;
     }
-    return frames;
+    return { first, frames };
   }
 
   historyFrames(before: number | undefined, limit: number): { frames: string[]; more: boolean } {
@@ -889,14 +890,14 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   async #repair(shard: ShardState, upTo: number): Promise<void> {
     while (shard.head < upTo) {
       const to = Math.min(upTo, shard.head + REPAIR_PAGE);
-      const frames = await shard.root.range(shard.head + 1, to);
-      if (frames === null) {
-        // Past the root's retention: those messages are gone for good. Skip ahead; a client
-        // that resumes from before them is told recovered:false.
-        shard.head = to;
+      const { first, frames } = await shard.root.range(shard.head + 1, to);
+      // Messages past the root's retention are gone for good: skip exactly those. A client that
+      // resumes from before them is told recovered:false.
+      if (first > shard.head + 1) shard.head = first - 1;
+      if (frames.length === 0) {
+        if (first <= to) break; // the root has nothing further (asked past its seq)
         continue;
       }
-      if (frames.length === 0) break; // the root has nothing further (asked past its seq)
       this.#deliverMessages(shard, frames.slice(0, to - shard.head));
     }
     this.#storeHead(shard);

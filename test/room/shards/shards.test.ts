@@ -255,6 +255,25 @@ describe("a sharded room is one room", () => {
     }
   });
 
+  it("takes no harm from a resume whose since is past the room's seq: recovered:false, and delivery goes on", async () => {
+    const room = "giant-bogus-since";
+    const socks = await crowd(room, 12);
+    const w = await socks[0]!.next("welcome");
+    socks[0]!.send({ type: "publish", data: "one" });
+    for (const s of socks) await s.next("message", (m) => m.seq === 1);
+    // every shard is asked to catch up to a seq the room never reached
+    for (let k = 0; k < 8; k++) {
+      const liar = await connect(room, { token: await tokenFor("liar", room), query: { since: 1_000_000, epoch: w.epoch } });
+      expect(await liar.next("welcome")).toMatchObject({ recovered: false, seq: 1 });
+      liar.close();
+    }
+    socks[1]!.send({ type: "publish", data: "two" });
+    for (const s of socks) {
+      await s.next("message", (m) => m.seq === 2);
+      expect(seqs(s)).toEqual([1, 2]);
+    }
+  });
+
   it("routes a room SHARDED_ROOMS does not name to one object, as before", async () => {
     const room = "plain-room";
     await crowd(room, 3);
