@@ -1,6 +1,9 @@
 // One Durable Object per room. It owns the room's sockets through the Hibernation API, its
 // message log, presence and counters, and reads top to bottom: join, frames, leave, sweep,
-// then the HTTP-side calls the Worker makes over RPC.
+// then the HTTP-side calls the Worker makes over RPC. A room that SHARDED_ROOMS names is served
+// by several objects of this class (shards.ts): its root sequences and owns no sockets, its
+// shards own sockets and take their view of the room from the root; the two roles' own calls
+// follow the HTTP ones, and the places where a shard acts differently say so where they branch.
 import { DurableObject } from "cloudflare:workers";
 import { loadConfig, shardsFor, type Config } from "../config";
 import { capabilitiesFor, isFailure, verifyToken } from "../worker/auth";
