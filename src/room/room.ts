@@ -708,7 +708,9 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     }
     const count = shardsFor(this.#config, room);
     if (count < 2) return;
-    this.#members = new ShardedMembers(this.#sql);
+    // Counts from shards beyond today's count (SHARDED_ROOMS lowered in a deploy) would be ghosts:
+    // no socket can reach those shards again, so none would ever report them gone.
+    this.#members = new ShardedMembers(this.#sql, count);
     this.#fanout = new Fanout(
       count,
       (i) => this.env.ROOMS.get(this.env.ROOMS.idFromName(shardName(room, i))),

@@ -118,11 +118,15 @@ export class ShardedMembers {
   /** Per-user presence state, kept like an unsharded room's (the `presence` table). */
   readonly #states = new Map<string, Record<string, unknown>>();
 
-  constructor(private readonly sql: SqlStorage) {
+  constructor(
+    private readonly sql: SqlStorage,
+    shards: number,
+  ) {
     sql.exec(
       `CREATE TABLE IF NOT EXISTS shard_members (shard INTEGER NOT NULL, uid TEXT NOT NULL, name TEXT NOT NULL, conns INTEGER NOT NULL, PRIMARY KEY (shard, uid))`,
     );
     sql.exec(`CREATE TABLE IF NOT EXISTS presence (uid TEXT PRIMARY KEY, state TEXT NOT NULL)`);
+    sql.exec(`DELETE FROM shard_members WHERE shard >= ?`, shards);
     for (const row of sql.exec<{ shard: number; uid: string; name: string; conns: number }>(`SELECT shard, uid, name, conns FROM shard_members`)) {
       this.#set(Number(row.shard), row.uid, row.name, Number(row.conns));
     }

@@ -274,6 +274,19 @@ describe("a sharded room is one room", () => {
     }
   });
 
+  it("forgets the members of shards beyond the configured count (SHARDED_ROOMS lowered in a deploy)", async () => {
+    const room = "giant-fewer";
+    await crowd(room, 4);
+    const presence = async () => (await call("GET", `/rooms/${room}/presence`, { token: await tokenFor("x", room) })).json as { count: number };
+    expect((await presence()).count).toBe(4);
+    // as left by an earlier deploy that had 8 shards: shard 7 can no longer be reached to report
+    await runInDurableObject(rootOf(room), (_r, state) => {
+      state.storage.sql.exec(`INSERT INTO shard_members (shard, uid, name, conns) VALUES (7, 'ghost', 'ghost', 1)`);
+    });
+    await evictDurableObject(rootOf(room));
+    expect((await presence()).count).toBe(4);
+  });
+
   it("routes a room SHARDED_ROOMS does not name to one object, as before", async () => {
     const room = "plain-room";
     await crowd(room, 3);
