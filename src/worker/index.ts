@@ -182,14 +182,9 @@ async function readPublish(request: Request, config: Config): Promise<{ data: un
   const max = config.MAX_MESSAGE_BYTES;
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > max) return failure("too_large", `body exceeds ${max} bytes`);
-  const text = await readAtMost(request, max);
-  if (text === undefined) return failure("too_large", `body exceeds ${max} bytes`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return failure("bad_request", "body is not JSON");
-  }
+  const json = await readJson(request, max, "body is not JSON");
+  if (isFailure(json)) return json;
+  const { raw } = json;
   const body = PublishBody.safeParse(raw);
   if (!body.success || Array.isArray(raw)) return failure("bad_request", 'body must be {"data": <json>}');
   return { data: body.data.data, ...(key === undefined ? {} : { key }) };
@@ -197,21 +192,26 @@ async function readPublish(request: Request, config: Config): Promise<{ data: un
 
 async function readKick(request: Request): Promise<KickBody | Failure> {
   const usage = 'body must be {"user": "<id>", "banSec"?: 0..604800, "reason"?: "<at most 200 characters>"}';
-  const text = await readAtMost(request, MAX_KICK_BODY_BYTES);
-  if (text === undefined) return failure("too_large", `body exceeds ${MAX_KICK_BODY_BYTES} bytes`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return failure("bad_request", `body is not JSON; ${usage}`);
-  }
-  const body = KickBody.safeParse(raw);
+  const json = await readJson(request, MAX_KICK_BODY_BYTES, `body is not JSON; ${usage}`);
+  if (isFailure(json)) return json;
+  const body = KickBody.safeParse(json.raw);
   if (!body.success) {
     const issue = body.error.issues[0];
     const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
     return failure("bad_request", `${issue?.message ?? "invalid body"}${where}; ${usage}`);
   }
   return body.data;
+}
+
+/** The body parsed as JSON, or why not: `too_large` past `max` bytes, or `notJson` as a `bad_request`. */
+async function readJson(request: Request, max: number, notJson: string): Promise<{ raw: unknown } | Failure> {
+  const text = await readAtMost(request, max);
+  if (text === undefined) return failure("too_large", `body exceeds ${max} bytes`);
+  try {
+    return { raw: JSON.parse(text) as unknown };
+  } catch {
+    return failure("bad_request", notJson);
+  }
 }
 
 /**
