@@ -701,11 +701,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    * shards' calls after a restart). A room that SHARDED_ROOMS names becomes its shards' root.
    */
   #named(room: string, waking = false): void {
-    if (this.#role || this.#fanout) return;
-    if (this.#name === undefined) {
-      this.#name = room;
-      if (!waking) this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('room', ?)`, room);
-    }
+    // Decided once per instance: the name and the config cannot change while it lives.
+    if (this.#role || this.#name !== undefined) return;
+    this.#name = room;
+    if (!waking) this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('room', ?)`, room);
     const count = shardsFor(this.#config, room);
     if (count < 2) return;
     // Counts from shards beyond today's count (SHARDED_ROOMS lowered in a deploy) would be ghosts:
