@@ -77,6 +77,23 @@ const until = (check: () => boolean, what: string, timeout = 5_000) =>
     { timeout, interval: 10 },
   );
 
+/**
+ * Cuts the client's socket as the network would and resolves once the SDK has noticed, by its
+ * `status` event: polling `status` can miss "reconnecting" when the jittered retry is quick.
+ */
+async function cut(x: ReturnType<typeof client>, what: string): Promise<void> {
+  let noticed = false;
+  const off = x.c.on("status", (s) => {
+    if (s.status === "reconnecting") noticed = true;
+  });
+  x.sockets[0]!.close(1000, "cut");
+  try {
+    await until(() => noticed, what);
+  } finally {
+    off();
+  }
+}
+
 describe("SDK against the room", () => {
   it("two clients see each other in presence and exchange messages; publish resolves with the seq", async () => {
     const room = "sdk-chat";
@@ -112,8 +129,7 @@ describe("SDK against the room", () => {
       reconnectedAt = Date.now();
       expect(w.recovered).toBe(true);
     });
-    alice.sockets[0]!.close(1000, "cut"); // the room sees a close; alice waits ~300 ms
-    await until(() => alice.c.status === "reconnecting", "alice reconnecting");
+    await cut(alice, "alice reconnecting"); // the room sees a close; alice waits ~300 ms
     const meanwhile = await Promise.all([bob.c.publish("m1"), bob.c.publish("m2"), bob.c.publish("m3")]);
     const offline = alice.c.publish("from alice while offline");
     expect(alice.c.pending).toBe(1);
@@ -134,8 +150,7 @@ describe("SDK against the room", () => {
     carol.c.on("resync", (w) => resyncs.push(w.seq));
     await bob.c.publish("live");
     await until(() => carol.messages.length === 1, "carol has 1");
-    carol.sockets[0]!.close(1000, "cut");
-    await until(() => carol.c.status === "reconnecting", "carol reconnecting");
+    await cut(carol, "carol reconnecting");
     const meanwhile = await Promise.all([bob.c.publish("m1"), bob.c.publish("m2")]);
     await until(() => carol.messages.length === 3, "carol has all 3");
     expect(carol.messages.map((m) => m.seq)).toEqual([1, ...meanwhile]);
@@ -153,8 +168,7 @@ describe("SDK against the room", () => {
 
     let open!: () => void;
     gate = new Promise((r) => (open = r));
-    alice.sockets[0]!.close(1000, "cut");
-    await until(() => alice.c.status === "reconnecting", "away");
+    await cut(alice, "away");
     const auth = { authorization: `Bearer ${await tokenFor("ops", room, ["publish"])}` };
     for (let n = 0; n < 55; n++) {
       // HISTORY_LIMIT is 50 in this pool: the room keeps fewer than alice missed.
@@ -305,8 +319,7 @@ describe("An echo is matched by id and sender (security review, defect 4)", () =
       (seq) => ({ seq }),
       (e: { code: string }) => ({ code: e.code }),
     );
-    alice.sockets[0]!.close(1000, "cut");
-    await until(() => alice.c.status === "reconnecting", "alice reconnecting");
+    await cut(alice, "alice reconnecting");
     alice.link.mode = "pass";
     bob.send({ type: "publish", data: "forged", id: nextId });
     await bob.next("message", (m) => m.id === nextId);
@@ -355,8 +368,7 @@ describe("The SDK stays within the limits the welcome advertises", () => {
 
     let open!: () => void;
     gate = new Promise((r) => (open = r));
-    alice.sockets[0]!.close(1000, "cut"); // her only connection: the room forgets her state
-    await until(() => alice.c.status === "reconnecting", "away");
+    await cut(alice, "away"); // her only connection: the room forgets her state
     const queued = Array.from({ length: 20 }, (_, i) => alice.c.publish(i)); // RATE_LIMIT_BURST is 20 here
     let page: Promise<unknown> | undefined;
     alice.c.on("welcome", () => {
