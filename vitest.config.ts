@@ -52,6 +52,35 @@ const ROOM_VARS = {
   PUBLISH_BURST: "150",
 };
 
+/** Where the webhooks project's events go: the outbound handler below stands in for the customer's backend. */
+export const WEBHOOK_URL = "https://hooks.test/in";
+export const WEBHOOK_SECRET = "webhook-secret-for-the-workers-pool-only";
+
+/**
+ * The customer's receiver, for the webhooks project: every POST to /in is kept (signature header,
+ * body, the status answered). `/fail?room=R&n=k` makes the next k deliveries holding room R's
+ * events answer 500; `/received?room=R` lists the deliveries holding R's events.
+ */
+function webhookReceiver() {
+  type Delivery = { signature: string | null; body: string; status: number; at: number };
+  const deliveries: Delivery[] = [];
+  const failing = new Map<string, number>();
+  const rooms = (body: string) => new Set((JSON.parse(body) as { events: { room: string }[] }).events.map((e) => e.room));
+  return async (request: Request) => {
+    const url = new URL(request.url);
+    const room = url.searchParams.get("room") ?? "";
+    if (url.pathname === "/received") return Response.json(deliveries.filter((d) => rooms(d.body).has(room)));
+    if (url.pathname === "/fail") return (failing.set(room, Number(url.searchParams.get("n"))), new Response("ok"));
+    if (url.pathname !== "/in") return new Response("no such receiver route", { status: 404 });
+    const body = await request.text();
+    const failFor = [...rooms(body)].find((r) => (failing.get(r) ?? 0) > 0);
+    if (failFor !== undefined) failing.set(failFor, failing.get(failFor)! - 1);
+    const status = failFor === undefined ? 204 : 500;
+    deliveries.push({ signature: request.headers.get("x-edgerooms-signature"), body, status, at: Date.now() });
+    return new Response(null, { status });
+  };
+}
+
 export default defineConfig(async () => {
   const jwks = await localKeySet();
   const jwksVars = {
@@ -73,6 +102,12 @@ export default defineConfig(async () => {
         // The default HISTORY_LIMIT (1000): history longer than a default page, which the workers
         // project's retention of 50 cannot hold.
         pool("history", ["test/room/history/*.test.ts"], { ...ROOM_VARS, HISTORY_LIMIT: "1000" }),
+        pool(
+          "webhooks",
+          ["test/worker/webhooks/*.test.ts"],
+          { ...ROOM_VARS, WEBHOOK_URL, WEBHOOK_SECRET, SHARDED_ROOMS: "giant-*:2", MAX_MESSAGE_BYTES: "262144" },
+          webhookReceiver(),
+        ),
         pool("no-key", ["test/worker/no-key/*.test.ts"], {}),
         pool("upgrade-limit", ["test/worker/upgrade-limit/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(

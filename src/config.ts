@@ -33,43 +33,53 @@ const ShardRule = z
   .refine((r) => r.shards >= 2 && r.shards <= 64, "shards must be 2 to 64");
 export type ShardRule = z.infer<typeof ShardRule>;
 
-export const ConfigSchema = z.object({
-  /** HS256 shared secret. No secret and no JWKS URL means every protected route answers 503. */
-  AUTH_SECRET: optionalString,
-  /** JWKS endpoint for RS256/ES256/EdDSA tokens. Default: none. */
-  AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
-  /** Required `iss` claim when set. Default: not checked. */
-  AUTH_ISSUER: optionalString,
-  /** Required `aud` claim when set. Default: not checked. */
-  AUTH_AUDIENCE: optionalString,
-  /** Comma list of origins allowed to upgrade. Default: empty (Origin not checked). */
-  ALLOWED_ORIGINS: list,
-  /** Upgrade attempts per 10 s per client IP. Default 60. */
-  UPGRADE_LIMIT: int(60, 1, 1_000_000),
-  /** Largest client frame in UTF-8 bytes, and largest HTTP publish body. Default 65536. */
-  MAX_MESSAGE_BYTES: int(65_536, 256, 1_048_576),
-  /** Token-bucket refill per connection, frames per second. Default 10. */
-  RATE_LIMIT_PER_SEC: int(10, 1, 1_000_000),
-  /** Token-bucket capacity per connection. Default 20. */
-  RATE_LIMIT_BURST: int(20, 1, 1_000_000),
-  /** HTTP publishes per second per sender (`sub`) per room, refilled into the next bucket. Default 50. */
-  PUBLISH_RATE_PER_SEC: int(50, 1, 1_000_000),
-  /** HTTP publishes one sender may make at once in a room. Default 100. */
-  PUBLISH_BURST: int(100, 1, 1_000_000),
-  /** Messages retained per room for history and resume. Default 1000. */
-  HISTORY_LIMIT: int(1000, 1, 1_000_000),
-  /** Above this many users a room tells presence as a count, not per user (crowd.ts). Default 1000. */
-  PRESENCE_LIMIT: int(1000, 1, 1_000_000),
-  /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
-  IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
-  /**
-   * Rooms served by several shard objects (room/shards.ts): a comma list of `pattern:shards`,
-   * `pattern` a room name or a prefix ending in `*`, `shards` 2–64. Default: none.
-   */
-  SHARDED_ROOMS: list.pipe(z.array(ShardRule)),
-  /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */
-  DEV_TOKENS: bool,
-});
+export const ConfigSchema = z
+  .object({
+    /** HS256 shared secret. No secret and no JWKS URL means every protected route answers 503. */
+    AUTH_SECRET: optionalString,
+    /** JWKS endpoint for RS256/ES256/EdDSA tokens. Default: none. */
+    AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
+    /** Required `iss` claim when set. Default: not checked. */
+    AUTH_ISSUER: optionalString,
+    /** Required `aud` claim when set. Default: not checked. */
+    AUTH_AUDIENCE: optionalString,
+    /** Comma list of origins allowed to upgrade. Default: empty (Origin not checked). */
+    ALLOWED_ORIGINS: list,
+    /** Upgrade attempts per 10 s per client IP. Default 60. */
+    UPGRADE_LIMIT: int(60, 1, 1_000_000),
+    /** Largest client frame in UTF-8 bytes, and largest HTTP publish body. Default 65536. */
+    MAX_MESSAGE_BYTES: int(65_536, 256, 1_048_576),
+    /** Token-bucket refill per connection, frames per second. Default 10. */
+    RATE_LIMIT_PER_SEC: int(10, 1, 1_000_000),
+    /** Token-bucket capacity per connection. Default 20. */
+    RATE_LIMIT_BURST: int(20, 1, 1_000_000),
+    /** HTTP publishes per second per sender (`sub`) per room, refilled into the next bucket. Default 50. */
+    PUBLISH_RATE_PER_SEC: int(50, 1, 1_000_000),
+    /** HTTP publishes one sender may make at once in a room. Default 100. */
+    PUBLISH_BURST: int(100, 1, 1_000_000),
+    /** Messages retained per room for history and resume. Default 1000. */
+    HISTORY_LIMIT: int(1000, 1, 1_000_000),
+    /** Above this many users a room tells presence as a count, not per user (crowd.ts). Default 1000. */
+    PRESENCE_LIMIT: int(1000, 1, 1_000_000),
+    /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
+    IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
+    /**
+     * Rooms served by several shard objects (room/shards.ts): a comma list of `pattern:shards`,
+     * `pattern` a room name or a prefix ending in `*`, `shards` 2–64. Default: none.
+     */
+    SHARDED_ROOMS: list.pipe(z.array(ShardRule)),
+    /** Adds GET /dev/token. Set only by the local dev script, never in wrangler.toml. Default false. */
+    DEV_TOKENS: bool,
+    /** Where the room's events are POSTed (room/webhooks.ts, worker/webhooks.ts). Default: none, no events. */
+    WEBHOOK_URL: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
+    /** HMAC-SHA256 key of the webhook signature (a secret); required when WEBHOOK_URL is set. */
+    WEBHOOK_SECRET: optionalString,
+  })
+  .refine((c) => !c.WEBHOOK_URL || c.WEBHOOK_SECRET, {
+    // Fail closed: events are never sent unsigned.
+    error: "WEBHOOK_URL needs WEBHOOK_SECRET (events are never sent unsigned)",
+    path: ["WEBHOOK_SECRET"],
+  });
 export type Config = z.infer<typeof ConfigSchema>;
 
 export class ConfigError extends Error {}
@@ -83,6 +93,10 @@ export function loadConfig(env: object): Config {
     const parsed = ConfigSchema.safeParse(env);
     if (!parsed.success) throw new ConfigError(z.prettifyError(parsed.error));
     config = parsed.data;
+    // Events a room cannot send would be lost: refuse to start instead.
+    if (config.WEBHOOK_URL && !("WEBHOOKS" in env && env.WEBHOOKS)) {
+      throw new ConfigError("WEBHOOK_URL is set, but the WEBHOOKS queue binding is missing from wrangler.toml");
+    }
     cache.set(env, config);
   }
   return config;

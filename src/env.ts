@@ -6,4 +6,6 @@ import type { z } from "zod";
 export type Env = {
   ROOMS: DurableObjectNamespace<Room>;
   ASSETS?: Fetcher;
+  /** Webhook events, from the rooms to this Worker's queue consumer (room/webhooks.ts). */
+  WEBHOOKS?: Queue<string>;
 } & { [K in keyof z.input<typeof ConfigSchema>]?: string };

@@ -292,3 +292,36 @@ export interface RoomStats {
   /** a sharded room's shards, in shard order (`connections` is then their sum) */
   shards?: { connections: number }[];
 }
+
+// ---- webhooks (room/webhooks.ts → worker/webhooks.ts) -----------------------------------
+
+/** What every event carries: `id` is the same on every retry (receivers dedupe by it). */
+const EventBase = { id: z.string(), room: z.string(), ts: z.number() };
+/** A message was published (stored with `seq`); `clientId` is the publisher's own `id`, if it gave one. */
+export const MessageEvent = z.object({
+  type: z.literal("message"),
+  ...EventBase,
+  seq: z.number().int().positive(),
+  from: UserRef,
+  data: z.unknown().optional(),
+  clientId: z.string().optional(),
+  /** set instead of `data` when the message is too large for a queue message: read it from history */
+  dataTooLarge: z.literal(true).optional(),
+});
+/** A user's first connection to the room, or its last one gone (as presence sees it). */
+export const UserEvent = z.object({ type: z.enum(["join", "leave"]), ...EventBase, user: UserRef });
+/** The room's first socket arrived, or its last one is gone. */
+export const RoomEvent = z.object({ type: z.enum(["occupied", "vacated"]), ...EventBase });
+export const KickEvent = z.object({
+  type: z.literal("kick"),
+  ...EventBase,
+  user: z.string(),
+  closed: z.number().int().nonnegative(),
+  banSec: z.number().int().nonnegative().optional(),
+  reason: z.string().optional(),
+});
+export const DeleteEvent = z.object({ type: z.literal("delete"), ...EventBase, seq: z.number().int().positive() });
+export const WebhookEvent = z.discriminatedUnion("type", [MessageEvent, UserEvent, RoomEvent, KickEvent, DeleteEvent]);
+export type WebhookEvent = z.infer<typeof WebhookEvent>;
+/** The body of every webhook POST. */
+export const WebhookBody = z.object({ events: z.array(WebhookEvent).min(1) });

@@ -50,6 +50,7 @@ import {
   type WelcomeFrame,
 } from "../protocol";
 import { capsToBits, Session, type Attachment, type Limits } from "./session";
+import { Webhooks } from "./webhooks";
 
 /** What the Worker tells the room about a verified upgrade (an internal header, never the client's). */
 export interface Join {
@@ -123,6 +124,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   /** A shard of a sharded room: its role is stored, its view of the root made on first need. */
   #role: ShardRole | null = null;
   #shard: Promise<ShardState> | null = null;
+  /** The room's events for WEBHOOK_URL (webhooks.ts); null when unset, and on a shard (its root tells them). */
+  #webhooks: Webhooks | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -166,6 +169,17 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     }
     const name = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'room'`).toArray()[0];
     if (name) this.#named(name.value, true);
+    if (this.#config.WEBHOOK_URL && !this.#role) {
+      this.#webhooks = new Webhooks(
+        this.#sql,
+        env.WEBHOOKS!, // loadConfig refuses WEBHOOK_URL without the binding
+        () => ({ room: this.#name!, epoch: this.#epoch }),
+        (at) => this.#scheduleAlarm(at),
+      );
+      // Users whose sockets died with the last instance (a deploy, a crash) left without a close event.
+      this.#webhooks.reconcile((uid) => (this.#members ? this.#members.entry(uid) !== undefined : this.#presence.has(uid)));
+      this.#webhooks.drain();
+    }
     // eslint-disable-next-line @typescript-eslint/no-floating-promises -- a throw inside resets the object (blockConcurrencyWhile's contract): nothing is left to handle it
     void ctx.blockConcurrencyWhile(async () => {
       this.#alarmAt = await ctx.storage.getAlarm();
@@ -469,15 +483,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   /** Stores, then delivers to everyone (the sender included): the echo is the acknowledgement. */
   #publish(from: UserRef, data: unknown, id?: string): number {
     const seq = this.#history.next();
-    const text = JSON.stringify({
-      type: "message",
-      seq,
-      ts: Date.now(),
-      from,
-      data,
-      ...(id === undefined ? {} : { id }),
-    });
+    const ts = Date.now();
+    const text = JSON.stringify({ type: "message", seq, ts, from, data, ...(id === undefined ? {} : { id }) });
     this.#history.append(seq, text);
+    this.#webhooks?.emit({ type: "message", ts, seq, from, data, ...(id === undefined ? {} : { clientId: id }) });
     this.#count("published");
     this.#count("delivered", this.#delivery.broadcast(text));
     this.#fanout?.push({ text, seq });
@@ -550,6 +559,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     // Shards whose stream call failed are told the current seq, and fetch what they missed.
     if (this.#fanout?.failed.size) this.#fanout.flush(this.#history.seq);
     this.#counters.flush();
+    this.#webhooks?.drain();
     if (now >= this.#sweepAt) this.#sweepAt = this.#sweep(now);
     if (this.#sessions.size > 0) this.#scheduleAlarm(this.#sweepAt);
   }
@@ -637,6 +647,13 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       const counts = await Promise.all(this.#members!.shardsOf(uid).map((i) => fanout.stubOf(i).shardKick(uid, why)));
       for (const n of counts) closed += n;
     }
+    this.#webhooks?.emit({
+      type: "kick",
+      user: uid,
+      closed,
+      ...(banSec === undefined ? {} : { banSec }),
+      ...(reason === undefined ? {} : { reason }),
+    });
     return { closed };
   }
 
@@ -654,6 +671,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   deleteMessage(room: string, seq: number): DeleteResult | null {
     this.#named(room);
     if (!this.#history.delete(seq)) return null;
+    this.#webhooks?.emit({ type: "delete", seq });
     const text = JSON.stringify({ type: "delete", seq });
     this.#count("delivered", this.#delivery.broadcast(text));
     this.#fanout?.push({ text, deleted: seq });
@@ -1017,9 +1035,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   /** A user's first connection (`joiner`), or a state change. A shard reports it to its root instead. */
   #announce(event: "join" | "update", uid: string, joiner?: Session): void {
     if (this.#role) return this.#report(uid);
-    if (this.#counted()) return;
     const entry = this.#members ? this.#members.entry(uid) : this.#presence.user(uid);
     if (!entry) return;
+    if (event === "join") this.#webhooks?.joined({ id: entry.id, name: entry.name });
+    if (this.#counted()) return;
     const user = { id: entry.id, name: entry.name, state: entry.state };
     const text = JSON.stringify({ type: "presence", event, user });
     if (this.#fanout) return this.#fanout.push({ text, uid, event, entry: this.#members!.entry(uid)! });
@@ -1029,6 +1048,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   /** A user's last connection is gone. A shard reports it to its root instead. */
   #announceLeave(user: UserRef): void {
     if (this.#role) return this.#report(user.id, user.name);
+    this.#webhooks?.left(user);
     if (this.#counted()) return;
     const text = JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } });
     if (this.#fanout) return this.#fanout.push({ text, uid: user.id, event: "leave" });

@@ -8,6 +8,7 @@ import type { Env } from "../env";
 import { errorResponse, failure, json, type Failure } from "./http";
 import { HistoryQuery, IdempotencyKey, KickBody, MessageSeq, PublishBody, ROOM_NAME, type Capability } from "../protocol";
 import { UpgradeLimiter } from "./upgrade-limit";
+import { deliverWebhooks } from "./webhooks";
 import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
 import { JOIN_HEADER, type Join } from "../room/room";
 import { shardName } from "../room/shards";
@@ -56,7 +57,12 @@ export default {
     // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
     return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
   },
-} satisfies ExportedHandler<Env>;
+
+  /** The rooms' webhook events (worker/webhooks.ts). */
+  async queue(batch: MessageBatch<string>, env: Env): Promise<void> {
+    await deliverWebhooks(batch, env);
+  },
+} satisfies ExportedHandler<Env, string>;
 
 async function handleRoom(
   request: Request,

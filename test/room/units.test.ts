@@ -151,6 +151,18 @@ describe("config: nonsense values are rejected at start-up", () => {
     const res2 = await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), { ...env, RATE_LIMIT_BURST: "abc" });
     await expectFailure(res2, 500, "misconfigured");
   });
+
+  it("refuses webhooks that could not be signed or sent: no secret, no queue binding, not http(s)", async () => {
+    const t = await tokenFor("alice", "cfg");
+    const hook = { WEBHOOK_URL: "https://backend.example/hooks" };
+    for (const broken of [hook, { ...hook, WEBHOOK_SECRET: "" }, { WEBHOOK_URL: "ftp://backend.example/", WEBHOOK_SECRET: "s" }]) {
+      expect(() => loadConfig({ ...broken }), JSON.stringify(broken)).toThrow(ConfigError);
+      await expectFailure(await worker.fetch(new Request(`http://x/rooms/cfg/presence?token=${t}`), { ...env, ...broken }), 500, "misconfigured");
+    }
+    const { WEBHOOKS: _queue, ...unbound } = env;
+    expect(() => loadConfig({ ...unbound, ...hook, WEBHOOK_SECRET: "s" })).toThrow(/WEBHOOKS queue binding/);
+    expect(loadConfig({ ...env, ...hook, WEBHOOK_SECRET: "s" }).WEBHOOK_URL).toBe(hook.WEBHOOK_URL);
+  });
 });
 
 describe("SHARDED_ROOMS: which rooms are sharded, and into how many", () => {

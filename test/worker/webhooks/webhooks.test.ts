@@ -1,0 +1,201 @@
+// Webhooks end to end inside workerd: rooms write their events to the outbox, the real queue
+// (miniflare's, from wrangler.toml) carries them to the Worker's consumer, and the consumer POSTs
+// them to the receiver vitest.config.ts stands up for this project (its outbound handler).
+import { env } from "cloudflare:workers";
+import { evictDurableObject } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
+import { WebhookBody, type WebhookEvent } from "../../../src/protocol";
+import { call } from "../../support/http";
+import { connect } from "../../support/socket";
+import { tokenFor } from "../../support/tokens";
+
+const SECRET = String(env.WEBHOOK_SECRET);
+
+interface Delivery {
+  signature: string | null;
+  body: string;
+  status: number;
+  at: number;
+}
+
+async function deliveries(room: string): Promise<Delivery[]> {
+  return (await fetch(`https://hooks.test/received?room=${room}`)).json<Delivery[]>();
+}
+
+/** The receiver's check: the HMAC of "<t>.<body>" under the shared secret, compared in constant time. */
+async function verified(d: Delivery): Promise<boolean> {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(d.signature ?? "");
+  if (!m) return false;
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(SECRET), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+  const mac = Uint8Array.from(m[2]!.match(/../g)!, (h) => parseInt(h, 16));
+  return crypto.subtle.verify("HMAC", key, mac, new TextEncoder().encode(`${m[1]}.${d.body}`));
+}
+
+/** What a receiver keeps: the room's events from the 2xx-answered deliveries, once per id, in arrival order. */
+async function accepted(room: string): Promise<WebhookEvent[]> {
+  const seen = new Set<string>();
+  const out: WebhookEvent[] = [];
+  for (const d of await deliveries(room)) {
+    if (d.status >= 300) continue;
+    for (const e of WebhookBody.parse(JSON.parse(d.body)).events) {
+      if (e.room !== room || seen.has(e.id)) continue;
+      seen.add(e.id);
+      out.push(e);
+    }
+  }
+  return out;
+}
+
+const until = <T>(get: () => Promise<T>, ok: (v: T) => boolean, what: string, timeout = 15_000) =>
+  vi.waitFor(
+    async () => {
+      const v = await get();
+      if (!ok(v)) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 600)}`);
+      return v;
+    },
+    { timeout, interval: 50 },
+  );
+
+const brief = (e: WebhookEvent) =>
+  e.type === "message" || e.type === "delete"
+    ? `${e.type} ${e.seq}`
+    : e.type === "join" || e.type === "leave"
+      ? `${e.type} ${e.user.id}`
+      : e.type === "kick"
+        ? `kick ${e.user}`
+        : e.type;
+
+describe("webhooks", () => {
+  it("tells the receiver, signed and in order: occupied, join, message, delete, kick, leave, vacated", { timeout: 30_000 }, async () => {
+    const room = "hooks-life";
+    const alice = await connect(room, { token: await tokenFor("alice", room, ["*"], "Alice") });
+    await alice.next("welcome");
+    const bob = await connect(room, { token: await tokenFor("bob", room) });
+    await bob.next("welcome");
+    alice.send({ type: "publish", data: { text: "hi" }, id: "p1" });
+    alice.send({ type: "publish", data: "oops" });
+    await bob.collect("message", 2);
+    const admin = await tokenFor("ops", room, ["admin"]);
+    expect((await call("DELETE", `/rooms/${room}/messages/2`, { token: admin })).status).toBe(200);
+    const kick = await call("POST", `/rooms/${room}/kick`, { token: admin, body: { user: "bob", banSec: 60, reason: "spam" } });
+    expect(kick.json).toEqual({ closed: 1 });
+    alice.close(1000);
+    await alice.closed;
+
+    const events = await until(
+      () => accepted(room),
+      (e) => e.some((x) => x.type === "vacated"),
+      "vacated",
+    );
+    expect(events.map(brief)).toEqual([
+      "occupied",
+      "join alice",
+      "join bob",
+      "message 1",
+      "message 2",
+      "delete 2",
+      "leave bob",
+      "kick bob",
+      "leave alice",
+      "vacated",
+    ]);
+    expect(events[1]).toMatchObject({ type: "join", room, user: { id: "alice", name: "Alice" } });
+    expect(events[3]).toMatchObject({ type: "message", seq: 1, from: { id: "alice", name: "Alice" }, data: { text: "hi" }, clientId: "p1" });
+    expect(events[4]).not.toHaveProperty("clientId");
+    expect(events[7]).toMatchObject({ type: "kick", user: "bob", closed: 1, banSec: 60, reason: "spam" });
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+    for (let i = 1; i < events.length; i++) expect(events[i]!.ts).toBeGreaterThanOrEqual(events[i - 1]!.ts);
+
+    const all = await deliveries(room);
+    for (const d of all) expect(await verified(d)).toBe(true);
+    // A forged or altered body does not pass the same check.
+    expect(await verified({ ...all[0]!, body: all[0]!.body.replace('"hooks-life"', '"hooks-lif3"') })).toBe(false);
+  });
+
+  it("retries a receiver that answers 500 with backoff, until it has every event once (same ids)", { timeout: 40_000 }, async () => {
+    const room = "hooks-retry";
+    await fetch(`https://hooks.test/fail?room=${room}&n=2`);
+    const token = await tokenFor("server", room, ["publish"]);
+    for (let i = 0; i < 5; i++) expect((await call("POST", `/rooms/${room}/messages`, { token, body: { data: i } })).status).toBe(201);
+
+    const events = await until(
+      () => accepted(room),
+      (e) => e.length === 5,
+      "all five after the failures",
+      30_000,
+    );
+    expect(events.map((e) => (e.type === "message" ? e.data : null))).toEqual([0, 1, 2, 3, 4]);
+    const tries = await deliveries(room);
+    expect(tries.map((d) => d.status).slice(0, 3)).toEqual([500, 500, 204]);
+    // Backoff: 2 s, then 4 s (retryDelaySec), not a hot loop.
+    expect(tries[1]!.at - tries[0]!.at).toBeGreaterThanOrEqual(1_900);
+    expect(tries[2]!.at - tries[1]!.at).toBeGreaterThanOrEqual(3_900);
+    // The failed attempts carried the same events, with the same ids.
+    const ids = (d: Delivery) => WebhookBody.parse(JSON.parse(d.body)).events.map((e) => e.id);
+    expect(ids(tries[0]!).every((id) => ids(tries[2]!).includes(id))).toBe(true);
+  });
+
+  it("sends a message too large for a queue message without its data, marked dataTooLarge", { timeout: 30_000 }, async () => {
+    const room = "hooks-large";
+    const token = await tokenFor("server", room, ["publish"]);
+    const big = "x".repeat(150_000);
+    expect((await call("POST", `/rooms/${room}/messages`, { token, body: { data: big } })).status).toBe(201);
+    expect((await call("POST", `/rooms/${room}/messages`, { token, body: { data: "small" } })).status).toBe(201);
+    const events = await until(
+      () => accepted(room),
+      (e) => e.length === 2,
+      "both",
+    );
+    expect(events[0]).toMatchObject({ type: "message", seq: 1, dataTooLarge: true });
+    expect(events[0]).not.toHaveProperty("data");
+    expect(events[1]).toMatchObject({ type: "message", seq: 2, data: "small" });
+  });
+
+  it("tells the leaves a restart swallowed: sockets gone without a close event still leave, then vacate", { timeout: 30_000 }, async () => {
+    const room = "hooks-restart";
+    const alice = await connect(room, { token: await tokenFor("alice", room) });
+    await alice.next("welcome");
+    await until(
+      () => accepted(room),
+      (e) => e.length === 2,
+      "occupied and join",
+    );
+    // A deploy or crash: the sockets are cut and the next instance gets no close events.
+    const stub = env.ROOMS.get(env.ROOMS.idFromName(room));
+    await evictDurableObject(stub, { webSockets: "close" });
+    const back = await connect(room, { token: await tokenFor("bob", room) });
+    await back.next("welcome");
+    const events = await until(
+      () => accepted(room),
+      (e) => e.length >= 6,
+      "leave, vacated, then bob",
+    );
+    // (Bob's own idle leave may follow: the pool's IDLE_TIMEOUT_SEC is 2.)
+    expect(events.slice(0, 6).map(brief)).toEqual(["occupied", "join alice", "leave alice", "vacated", "occupied", "join bob"]);
+  });
+
+  it("a sharded room tells each join, leave and message once, from its root, whatever shard the sockets are on", { timeout: 30_000 }, async () => {
+    const room = "giant-hooks";
+    const sockets = [];
+    for (const user of ["u1", "u2", "u3", "u4", "u1"]) {
+      const s = await connect(room, { token: await tokenFor(user, room) });
+      await s.next("welcome");
+      sockets.push(s);
+    }
+    sockets[1]!.send({ type: "publish", data: "from a shard" });
+    await sockets[0]!.next("message");
+    for (const s of sockets) s.close(1000);
+    const events = await until(
+      () => accepted(room),
+      (e) => e.some((x) => x.type === "vacated"),
+      "vacated",
+    );
+    const kinds = events.map(brief);
+    expect(kinds.filter((k) => k.startsWith("join")).sort()).toEqual(["join u1", "join u2", "join u3", "join u4"]);
+    expect(kinds.filter((k) => k.startsWith("leave")).sort()).toEqual(["leave u1", "leave u2", "leave u3", "leave u4"]);
+    expect(kinds.filter((k) => k.startsWith("message"))).toEqual(["message 1"]);
+    expect(kinds[0]).toBe("occupied");
+    expect(kinds.at(-1)).toBe("vacated");
+    expect(kinds.filter((k) => k === "occupied" || k === "vacated")).toHaveLength(2);
+  });
+});
