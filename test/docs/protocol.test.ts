@@ -17,6 +17,8 @@ import {
   PING,
   PONG,
   ServerFrame,
+  WebhookBody,
+  WebhookEvent,
   WelcomeFrame,
 } from "../../src/protocol";
 import { holdMs } from "../../src/room/announcements";
@@ -27,6 +29,8 @@ import { MAX_RESUME_TOKEN_LENGTH } from "../../src/room/resume-token";
 import { REJECT_LIMIT, REJECT_WINDOW_MS } from "../../src/room/session";
 import { KEYS_RETRY_SEC, KEYS_TIMEOUT_MS, MAX_TOKEN_LENGTH } from "../../src/worker/auth";
 import { DEV_TOKEN_TTL_SEC } from "../../src/worker/devtoken";
+import { MAX_RETRY_DELAY_SEC, WEBHOOK_TIMEOUT_MS } from "../../src/worker/webhooks";
+import { MAX_EVENT_BYTES, RESEND_AFTER_MS } from "../../src/room/webhooks";
 import { STATUS } from "../../src/worker/http";
 import { UpgradeLimiter } from "../../src/worker/upgrade-limit";
 
@@ -170,6 +174,10 @@ describe("docs/protocol.md", () => {
       MIN_BATCH_FANOUT,
       MAX_BATCH_CHARS,
       DEV_TOKEN_TTL_SEC,
+      WEBHOOK_TIMEOUT_MS,
+      MAX_RETRY_DELAY_SEC,
+      MAX_EVENT_BYTES,
+      RESEND_AFTER_MS,
     };
     const documented: Record<string, number> = {};
     for (const [, value, constant] of rows(section("Fixed limits"))) {
@@ -200,6 +208,10 @@ describe("docs/protocol.md", () => {
       `{"token","expiresIn":${DEV_TOKEN_TTL_SEC}}`,
       `\`resume\` (at most ${MAX_RESUME_TOKEN_LENGTH} chars`,
       `"banSec"?:0–${MAX_BAN_SEC}`,
+      `no answer within ${WEBHOOK_TIMEOUT_MS / 1000} s`,
+      `at most ${MAX_RETRY_DELAY_SEC} s between tries`,
+      `exceed ${MAX_EVENT_BYTES.toLocaleString("en-US")} bytes`,
+      `every ${RESEND_AFTER_MS / 1000} s`,
     ]) {
       expect(prose).toContain(phrase);
     }
@@ -245,17 +257,13 @@ describe("docs/protocol.md", () => {
     expect(received).toBeGreaterThan(10);
   });
 
-  it("names what is not implemented only under Planned, and the code indeed lacks it", () => {
-    const planned = section("Planned (not implemented yet)");
-    const rest = doc.replace(planned, "");
-    for (const name of ["WEBHOOK_URL", "WEBHOOK_SECRET"]) {
-      expect(planned, name).toContain(name);
-      expect(rest, name).not.toContain(name);
-    }
-    expect(Object.keys(ConfigSchema.shape)).not.toContain("WEBHOOK_URL");
-    // Moderation was planned once; now it is implemented and documented outside Planned.
-    for (const name of ["/kick", "`banned`", "`delete`"]) expect(planned, name).not.toContain(name);
-    expect(ErrorCode.options).toContain("banned");
-    expect([...frames(ServerFrame).keys()]).toContain("delete");
+  it("describes every webhook event with exactly its fields, and shows a valid body", () => {
+    const schemas = frames(WebhookEvent);
+    const documented = new Map(rows(section("Webhook events")).map((r) => [firstColumn(r[0]!), r[1]!]));
+    expect([...documented.keys()].sort()).toEqual([...schemas.keys()].sort());
+    for (const [name, schema] of schemas) expect(fields(documented.get(name)!), name).toEqual(schemaFields(schema));
+    const example = /```json\n(.*)\n```/.exec(section("Webhook events"))![1]!;
+    expect(WebhookBody.safeParse(JSON.parse(example)).success).toBe(true);
+    expect(doc).not.toContain("Planned (not implemented yet)");
   });
 });
