@@ -376,14 +376,14 @@ export class RoomClient {
         // Every copy carries the sender's id, so others can predict ours: only our own echo settles.
         if (frame.id !== undefined && frame.from.id === this.#me?.id) this.#outbox.echo(frame.id, frame.seq);
         if (this.#resume.accept(frame.seq)) this.#events.emit("message", frame);
-        if (this.#awaitingReplay && !this.#resume.replaying()) {
-          this.#awaitingReplay = false;
-          this.#outbox.settleInDoubt();
-        }
+        this.#replayRead();
         return;
       }
       case "delete":
         this.#events.emit("delete", { seq: frame.seq });
+        // In a replay, a deleted message's place: the position passes it (accept is false for a live delete of an older one).
+        this.#resume.accept(frame.seq);
+        this.#replayRead();
         return;
       case "direct":
         this.#events.emit("direct", frame);
@@ -410,6 +410,14 @@ export class RoomClient {
         this.#events.emit("error", err);
         return;
       }
+    }
+  }
+
+  /** Once a recovered replay is read to its end, a publish still in doubt was not accepted. */
+  #replayRead(): void {
+    if (this.#awaitingReplay && !this.#resume.replaying()) {
+      this.#awaitingReplay = false;
+      this.#outbox.settleInDoubt();
     }
   }
 

@@ -52,7 +52,10 @@ export class ResumePoint {
     return this.#seq !== undefined && this.#seq < this.#replayUntil;
   }
 
-  /** A message arrived: false if the app already has it (a duplicate or out-of-order copy). */
+  /**
+   * A message arrived (or a replay's `delete` in a deleted one's place): false if the app already
+   * has it, a duplicate or out-of-order copy.
+   */
   accept(seq: number): boolean {
     if (this.#seq !== undefined && seq <= this.#seq) return false;
     this.#seq = seq;

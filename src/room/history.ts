@@ -9,6 +9,14 @@ import type { HistoryPage, MessageFrame } from "../protocol";
 /** The frame of a deleted message's row. */
 export const TOMBSTONE = "";
 
+/**
+ * A row as a replay sends it: the message, or for a deleted one a `delete` frame in its place, so
+ * a resumed client's position passes every seq (it would otherwise wait for one that never comes).
+ */
+export function replayFrame(frame: string, seq: number): string {
+  return frame === TOMBSTONE ? `{"type":"delete","seq":${seq}}` : frame;
+}
+
 /** Rows per read of a resume replay (see `after`). */
 export const REPLAY_PAGE = 32;
 
@@ -58,27 +66,25 @@ export class History {
     return since <= this.seq && since + 1 >= this.oldest();
   }
 
-  /** Serialized frames after `since`, oldest first, in pages; deleted messages left out. */
+  /** A resume replay: the frames after `since`, oldest first, in pages (replayFrame). */
   *after(since: number, pageSize = REPLAY_PAGE): Generator<string[]> {
-    for (const page of this.rows(since, pageSize)) {
-      const frames = page.filter((f) => f !== TOMBSTONE);
-      if (frames.length > 0) yield frames;
-    }
+    for (const page of this.#read(since, pageSize)) yield page.map((r) => replayFrame(r.frame, r.seq));
   }
 
-  /**
-   * Every seq's frame after `since`, oldest first, tombstones included (one entry per seq), read
-   * `pageSize` rows at a time: a resume over the whole retained log never holds more than one
-   * page in memory.
-   */
+  /** Every seq's frame after `since`, oldest first, tombstones included (one entry per seq), in pages. */
   *rows(since: number, pageSize = REPLAY_PAGE): Generator<string[]> {
+    for (const page of this.#read(since, pageSize)) yield page.map((r) => r.frame);
+  }
+
+  /** The rows after `since`, read `pageSize` at a time: a replay of the whole log never holds more than one page. */
+  *#read(since: number, pageSize: number): Generator<{ seq: number; frame: string }[]> {
     let from = Math.max(since, this.seq - this.limit);
     for (;;) {
       const rows = this.sql
         .exec<{ seq: number; frame: string }>(`SELECT seq, frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, from, pageSize)
         .toArray();
       if (rows.length === 0) return;
-      yield rows.map((r) => r.frame);
+      yield rows;
       if (rows.length < pageSize) return;
       from = Number(rows.at(-1)!.seq);
     }

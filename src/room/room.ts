@@ -13,7 +13,7 @@ import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
 import type { Env } from "../env";
-import { History, TOMBSTONE } from "./history";
+import { History, replayFrame, TOMBSTONE } from "./history";
 import { IdempotencyKeys } from "./idempotency";
 import { Presence } from "./presence";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
@@ -339,7 +339,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       const { first, frames } = await shard.root.range(since! + 1, upTo);
       if (first !== since! + 1)
         recovered = false; // some of it is past the root's retention
-      else fetched = { frames: frames.filter((f) => f !== TOMBSTONE), upTo };
+      else fetched = { frames: frames.map((f, i) => replayFrame(f, first + i)), upTo };
     }
     let start: number;
     let resume: string;

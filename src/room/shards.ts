@@ -21,7 +21,7 @@
 // missed or reordered across shards; here the root's seq and the gap repair rule that out.
 import type { PresenceEntry, UserRef } from "../protocol";
 import type { Ban } from "./bans";
-import { TOMBSTONE } from "./history";
+import { replayFrame, TOMBSTONE } from "./history";
 
 /** Room names cannot contain `#`, so no shard's name is a room's. */
 export function shardName(room: string, index: number): string {
@@ -98,11 +98,11 @@ export class Tail {
     }
   }
 
-  /** Frames after `since` up to `head` (deleted ones left out), or undefined when the tail does not reach back that far. */
+  /** A replay of the frames after `since` up to `head` (replayFrame), or undefined when the tail does not reach back that far. */
   after(since: number, head: number): string[] | undefined {
     if (since >= head) return [];
     if (this.#frames.length === 0 || since + 1 < this.#first) return undefined;
-    return this.#frames.slice(since + 1 - this.#first, head + 1 - this.#first).filter((f) => f !== TOMBSTONE);
+    return this.#frames.slice(since + 1 - this.#first, head + 1 - this.#first).map((f, i) => replayFrame(f, since + 1 + i));
   }
 
   /** Message `seq` was deleted: a resume must not replay it. */

@@ -91,7 +91,7 @@ describe("POST /rooms/:room/kick", () => {
 });
 
 describe("DELETE /rooms/:room/messages/:seq", () => {
-  it("removes the message from HTTP and socket history and from resume replays, and tells every socket", async () => {
+  it("removes the message from HTTP and socket history and from resume replays (a delete in its place), and tells every socket", async () => {
     const room = "mod-delete";
     const a = await connect(room, { token: await tokenFor("a", room) });
     const b = await connect(room, { token: await tokenFor("b", room) });
@@ -111,7 +111,10 @@ describe("DELETE /rooms/:room/messages/:seq", () => {
     expect((await resumed.next("welcome")).recovered).toBe(true);
     await resumed.collect("message", 3);
     expect(seqs(resumed.frames)).toEqual([2, 4, 5]);
-    expect(resumed.texts).toEqual([]); // no trace of the deleted one
+    // In the deleted one's place, its delete: a client's position passes every seq.
+    const replay = resumed.frames.flatMap((f) => (f.type === "message" || f.type === "delete" ? [`${f.type} ${f.seq}`] : []));
+    expect(replay).toEqual(["message 2", "delete 3", "message 4", "message 5"]);
+    expect(resumed.texts).toEqual([]); // no trace of the deleted one's content
     // Gone: a second delete, and a seq the room never had, are 404; a bad seq is 400.
     expect((await del(room, 3)).status).toBe(404);
     expect((await del(room, 99)).json.error.code).toBe("not_found");

@@ -189,6 +189,44 @@ describe("SDK against the room", () => {
     expect(alice.messages[1]!.seq).toBe(57);
   });
 
+  it("settles an in-doubt publish when the replay's newest message was deleted: its delete holds the place", async () => {
+    const room = "sdk-replay-deleted";
+    let gate: Promise<void> = Promise.resolve();
+    const alice = client(room, async () => (await gate, tokenFor("alice", room)));
+    await until(() => alice.c.status === "open", "open");
+    await alice.c.publish("seen");
+    const deletes: number[] = [];
+    alice.c.on("delete", (d) => deletes.push(d.seq));
+
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    alice.link.mode = "lose"; // sent, never arrives: in doubt once the socket drops
+    let outcome: { seq: number } | { code: string } | undefined;
+    void alice.c.publish("lost").then(
+      (seq) => (outcome = { seq }),
+      (e: { code: string }) => (outcome = { code: e.code }),
+    );
+    await cut(alice, "away");
+    alice.link.mode = "pass";
+    const ops = await tokenFor("ops", room, ["publish", "admin"]);
+    const auth = { authorization: `Bearer ${ops}` };
+    const posted = await exports.default.fetch(`http://rooms.test/rooms/${room}/messages`, {
+      method: "POST",
+      headers: auth,
+      body: '{"data":"gone"}',
+    });
+    const { seq } = await posted.json<{ seq: number }>();
+    const deleted = await exports.default.fetch(`http://rooms.test/rooms/${room}/messages/${seq}`, { method: "DELETE", headers: auth });
+    expect(deleted.status).toBe(200);
+    open();
+    // The replay is [delete 2]: without it the SDK would wait for seq 2 to hold the publish in doubt.
+    await until(() => outcome !== undefined, "the in-doubt publish settled", 3_000);
+    expect(outcome).toEqual({ code: "connection_lost" });
+    expect(deletes).toEqual([seq]);
+    expect(alice.c.position.seq).toBe(seq);
+    expect(alice.messages.map((m) => m.seq)).toEqual([1]);
+  });
+
   it("stops for good, without retrying, when the token is rejected (401) or lacks subscribe (403)", async () => {
     const room = "sdk-auth";
     for (const [tok, code] of [

@@ -197,7 +197,7 @@ describe("a sharded room is one room", () => {
     await refusals();
   });
 
-  it("deletes a message on every shard: the frame reaches all, resumes and repairs skip it", async () => {
+  it("deletes a message on every shard: the frame reaches all, resumes carry its delete in its place, repairs skip it", async () => {
     const room = "giant-delete";
     const socks = await crowd(room, 8);
     const w = await socks[0]!.next("welcome");
@@ -212,6 +212,8 @@ describe("a sharded room is one room", () => {
       expect(await back.next("welcome")).toMatchObject({ recovered: true, seq: 3 });
       await back.next("message", (m) => m.seq === 3);
       expect(seqs(back)).toEqual([3]);
+      const replay = back.frames.flatMap((f) => (f.type === "message" || f.type === "delete" ? [`${f.type} ${f.seq}`] : []));
+      expect(replay).toEqual(["delete 2", "message 3"]);
       back.close();
     }
     const page = await call("GET", `/rooms/${room}/history`, { token: admin });
