@@ -229,15 +229,16 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const banned = this.#refuseBanned(join.user.id);
     if (banned) return banned;
     // Where this user's connections provably started: a valid token from an earlier welcome
-    // carries its start forward, anything else starts at the seq this welcome will carry. The
-    // loop re-signs if a publish landed during the await, so the start is never before the welcome.
+    // carries its start forward (the token itself is handed back: it already says all a new one
+    // would), anything else starts at the seq this welcome will carry. The loop re-signs if a
+    // publish landed during the await, so the start is never before the welcome.
     const scope = { room: join.room, epoch: this.#epoch, user: join.user.id };
     const proven = await this.#resumeTokens.verify(join.resume, scope);
     let start: number;
     let resume: string;
     do {
       start = proven ?? this.#history.seq;
-      resume = await this.#resumeTokens.issue(scope, start);
+      resume = proven !== undefined ? join.resume! : await this.#resumeTokens.issue(scope, start);
     } while (proven === undefined && start !== this.#history.seq);
 
     // Without `history`, a resume may replay only what this user could have received live:
@@ -345,7 +346,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     let resume: string;
     do {
       start = proven ?? shard.head;
-      resume = await shard.tokens.issue(scope, start);
+      resume = proven !== undefined ? join.resume! : await shard.tokens.issue(scope, start);
     } while (proven === undefined && start !== shard.head);
     // The rest (what reached the shard while this join awaited) is in the tail by now.
     const rest = recovered ? shard.tail.after(fetched ? fetched.upTo : since!, shard.head) : [];
