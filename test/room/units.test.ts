@@ -152,6 +152,15 @@ describe("config: nonsense values are rejected at start-up", () => {
     await expectFailure(res2, 500, "misconfigured");
   });
 
+  it("parses once per set of values, even when each request brings a new env object", () => {
+    const first = loadConfig({ ...env });
+    expect(loadConfig({ ...env })).toBe(first); // the same object: not parsed again
+    const other = loadConfig({ ...env, HISTORY_LIMIT: "7" });
+    expect(other).not.toBe(first);
+    expect(other.HISTORY_LIMIT).toBe(7);
+    expect(loadConfig({ ...env }).HISTORY_LIMIT).toBe(first.HISTORY_LIMIT);
+  });
+
   it("refuses webhooks that could not be signed or sent: no secret, no queue binding, not http(s)", async () => {
     const t = await tokenFor("alice", "cfg");
     const hook = { WEBHOOK_URL: "https://backend.example/hooks" };
