@@ -88,7 +88,9 @@ export class Webhooks {
   emit(input: EventInput): void {
     const { room, epoch } = this.scope();
     const n = this.#next++;
-    const event: WebhookEvent = { id: `${room}:${epoch}:${n}`, room, ts: Date.now(), ...input };
+    // `type` first, for whoever reads the bodies; `ts` is the change's own when it has one (a message's).
+    const { type, ...fields } = input;
+    const event = { type, id: `${room}:${epoch}:${n}`, room, ts: Date.now(), ...fields } as WebhookEvent;
     let text = JSON.stringify(event);
     if (event.type === "message" && utf8Length(text) > MAX_EVENT_BYTES) {
       const { data: _dropped, ...rest } = event;
