@@ -1,6 +1,10 @@
-// The benchmark's floor: the least a hibernating room can do (accept, auto-response, loop and
-// send), served at /floor/:room/ws by the bench Worker (worker.ts), so the room's figures can be
-// reported as ratios against it from the same run.
+// The benchmark's floors, served by the bench Worker (worker.ts) so the room's figures can be
+// reported as ratios against them from the same run:
+//   FloorRoom (/floor/:room/ws): the least a hibernating room can do (accept, auto-response, loop
+//   and send).
+//   DurableFloorRoom (/durable-floor/:room/ws): the floor plus what no room with gap-free resume
+//   can skip: a seq per message and one SQLite INSERT of it before the send (the output gate holds
+//   the send until the write is durable). What the room costs beyond this is what the room adds.
 import { DurableObject } from "cloudflare:workers";
 
 export class FloorRoom extends DurableObject<unknown> {
@@ -18,5 +22,20 @@ export class FloorRoom extends DurableObject<unknown> {
 
   override webSocketMessage(_ws: WebSocket, message: string | ArrayBuffer): void {
     for (const ws of this.ctx.getWebSockets()) ws.send(message);
+  }
+}
+
+export class DurableFloorRoom extends FloorRoom {
+  #seq: number;
+
+  constructor(ctx: DurableObjectState, env: unknown) {
+    super(ctx, env);
+    ctx.storage.sql.exec(`CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL)`);
+    this.#seq = Number(ctx.storage.sql.exec(`SELECT COALESCE(MAX(seq), 0) AS s FROM messages`).one().s);
+  }
+
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    this.ctx.storage.sql.exec(`INSERT INTO messages (seq, frame) VALUES (?, ?)`, ++this.#seq, message);
+    super.webSocketMessage(ws, message);
   }
 }

@@ -152,14 +152,32 @@ function readStatPath(path) {
 // ---- the Worker's CPU profile --------------------------------------------------------------
 
 /**
+ * Every inspector step is bounded. A full bench run was once seen stalled in the giant scenario's
+ * first round, where these were the only steps without a bound (the run's own deadline is 15
+ * minutes): a step that hangs now fails the run within a minute, naming itself.
+ */
+const INSPECTOR_MS = 60_000;
+
+function within(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`inspector: no answer to ${what} within ${INSPECTOR_MS / 1000} s`)), INSPECTOR_MS);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
  * workerd's inspector (Chrome DevTools protocol): CPU profiles of the Worker's isolate, and the
  * bundled script's source, to name the anonymous functions a profile holds (see giant.mjs).
  */
 export async function openProfiler(inspectorPort, intervalUs = 100) {
-  const [target] = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
+  const [target] = await within(
+    (async () => (await fetch(`http://127.0.0.1:${inspectorPort}/json`, { signal: AbortSignal.timeout(INSPECTOR_MS) })).json())(),
+    "the inspector's target list",
+  );
   const { default: WebSocket } = await import("ws");
   const ws = new WebSocket(target.webSocketDebuggerUrl);
-  await new Promise((r, j) => ws.once("open", r).once("error", j));
+  await within(new Promise((r, j) => ws.once("open", r).once("error", j)), "the inspector's socket");
   let id = 0;
   const pending = new Map();
   ws.on("message", (d) => {
@@ -168,10 +186,13 @@ export async function openProfiler(inspectorPort, intervalUs = 100) {
     pending.delete(m.id);
   });
   const call = (method, params = {}) =>
-    new Promise((r) => {
-      pending.set(++id, r);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
+    within(
+      new Promise((r) => {
+        pending.set(++id, r);
+        ws.send(JSON.stringify({ id, method, params }));
+      }),
+      method,
+    );
   await call("Profiler.enable");
   await call("Profiler.setSamplingInterval", { interval: intervalUs });
   const sources = new Map();

@@ -1,41 +1,51 @@
 #!/usr/bin/env node
-// `npm run bench:profile -- <handshakes|fanout> [--floor]`: where the room's time goes. Starts
-// `wrangler dev`, puts one bench-shaped load on a room (or on the floor), and records a CPU
-// profile of the Worker's isolate through workerd's inspector for just that load. Prints the
-// functions with the most self time and the isolate's busy time per operation, and writes the
-// .cpuprofile (open it in Chrome DevTools) to bench/results/.
+// `npm run bench:profile -- <handshakes|fanout|rooms> [--floor|--durable-floor]`: where the room's
+// time goes. Starts `wrangler dev`, puts one bench-shaped load on a room (or on a floor), and
+// records a CPU profile of the Worker's isolate through workerd's inspector for just that load.
+// Prints the functions with the most self time and the isolate's busy time per operation, and
+// writes the .cpuprofile (open it in Chrome DevTools) to bench/results/.
+//
+// `rooms` is the bench's many small rooms: it also prints the latency each message took and, for
+// the room, its storage calls per publish (counted by bench/counted.ts's CountedRoom).
 //
 // "(program)" is time in workerd's own code (sockets, the event loop); native calls made from
 // JavaScript (`send`, `fetch`, `setAlarm`) appear under their own names. The proxy process
 // wrangler runs in front of the Worker is not in the profile.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { startDevServer } from "../scripts/devserver.mjs";
-import { openProfiler } from "./lib.mjs";
+import { newHistogram, now, openProfiler, publishFrame, quantile, record } from "./lib.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const SCENARIO = argv.find((a) => !a.startsWith("--")) ?? "handshakes";
-const FLOOR = argv.includes("--floor");
+const FLOOR = argv.includes("--floor") ? "/floor" : argv.includes("--durable-floor") ? "/durable-floor" : null;
 const JOINS = { n: 500, concurrency: 20 };
 const FANOUT = { subscribers: 500, messages: 400, window: 32, payloadBytes: 1024 };
-if (!["handshakes", "fanout"].includes(SCENARIO)) {
-  console.error("usage: npm run bench:profile -- <handshakes|fanout> [--floor]");
+/** As the bench's many small rooms (run.mjs), each publisher sending `messages`. */
+const ROOMS = { rooms: 200, perRoom: 5, messages: 150, window: 4, payloadBytes: 100 };
+if (!["handshakes", "fanout", "rooms"].includes(SCENARIO)) {
+  console.error("usage: npm run bench:profile -- <handshakes|fanout|rooms> [--floor|--durable-floor]");
   process.exit(2);
 }
 
+// State on tmpfs, as in the bench (run.mjs says why).
+const persistTo = existsSync("/dev/shm") ? mkdtempSync("/dev/shm/edgerooms-profile-") : undefined;
 const server = await startDevServer({
   config: "bench/wrangler.toml",
+  ...(persistTo ? { persistTo } : {}),
   vars: { RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", UPGRADE_LIMIT: "1000000" },
 });
 const room = `profile-${Date.now().toString(36)}`;
 
-async function open(user, onFrame = () => {}) {
+async function open(user, onFrame = () => {}, name = room) {
+  // The room scenario's rooms count their storage calls (counted.ts).
+  const path = SCENARIO === "rooms" ? "/counted/rooms" : "/rooms";
   const url = FLOOR
-    ? `${server.wsUrl}/floor/${room}/ws`
-    : `${server.wsUrl}/rooms/${room}/ws?token=${await server.token({ sub: user, rooms: { [room]: ["*"] } })}`;
+    ? `${server.wsUrl}${FLOOR}/${name}/ws`
+    : `${server.wsUrl}${path}/${name}/ws?token=${await server.token({ sub: user, rooms: { [`${room}*`]: ["*"] } })}`;
   const ws = new WebSocket(url, { perMessageDeflate: false });
   return new Promise((resolve, reject) => {
     ws.on("error", reject);
@@ -67,6 +77,8 @@ try {
     await profiler.start();
     sockets = await joinAll(JOINS.n, JOINS.concurrency);
     operations = { count: JOINS.n, what: "handshake" };
+  } else if (SCENARIO === "rooms") {
+    operations = await smallRooms();
   } else {
     let received = 0;
     const frame = (f) => {
@@ -95,6 +107,61 @@ try {
   profiler.close();
   for (const ws of sockets) ws.terminate();
   await server.stop();
+  if (persistTo) rmSync(persistTo, { recursive: true, force: true });
+}
+
+/** Every room's publisher keeps at most `window` messages not yet received by all of its room. */
+async function smallRooms() {
+  const { rooms, perRoom, messages, window, payloadBytes } = ROOMS;
+  const hist = newHistogram();
+  const groups = [];
+  for (let r = 0; r < rooms; r++) {
+    const g = { sent: 0, arrivals: new Map(), done: 0 };
+    const frame = (f) => {
+      const data = f.type === "message" || f.type === "publish" ? f.data : null;
+      if (!data) return;
+      record(hist, now() - data.t);
+      const n = (g.arrivals.get(data.k) ?? 0) + 1;
+      if (n < perRoom) return void g.arrivals.set(data.k, n);
+      g.arrivals.delete(data.k);
+      g.done++;
+      pump(g);
+    };
+    for (let c = 0; c < perRoom; c++) sockets.push(await open(`u${r}-${c}`, frame, `${room}-${r}`));
+    g.publisher = sockets.at(-perRoom);
+    groups.push(g);
+  }
+  let finished;
+  const allDone = new Promise((r) => (finished = r));
+  let left = rooms;
+  function pump(g) {
+    while (g.sent < messages && g.sent - g.done < window) g.publisher.send(publishFrame(g.sent++, payloadBytes));
+    if (g.done === messages && --left === 0) finished();
+  }
+  await new Promise((r) => setTimeout(r, 1000)); // the joins' presence settles before the profile
+  await storageOps(); // from here on
+  await profiler.start();
+  const t0 = now();
+  for (const g of groups) pump(g);
+  await allDone;
+  const seconds = (now() - t0) / 1000;
+  const count = rooms * perRoom * messages;
+  console.log(
+    `${Math.round(count / seconds)} deliveries/s; latency p50 ${quantile(hist, 0.5).toFixed(1)} ms, p99 ${quantile(hist, 0.99).toFixed(1)} ms, max ${hist.max.toFixed(1)} ms`,
+  );
+  if (!FLOOR) {
+    const ops = await storageOps();
+    const per = (n) => (n / ops.messages).toFixed(3);
+    console.log(
+      `storage per publish (${ops.messages} publishes): ${per(ops.writeEvents)} events that wrote (each its own commit), ${per(ops.setAlarm)} setAlarm, ${per(ops.alarms)} alarms run`,
+    );
+    for (const [statement, n] of Object.entries(ops.statements).sort((a, b) => b[1] - a[1])) console.log(`  ${per(n)} × ${statement}`);
+  }
+  return { count, what: "delivery" };
+}
+
+async function storageOps() {
+  return (await fetch(`${server.url}/bench/storage-ops`)).json();
 }
 
 function report(profile, { count, what }) {
@@ -112,7 +179,7 @@ function report(profile, { count, what }) {
   const spanMs = (profile.endTime - profile.startTime) / 1000;
   const busyMs = (spanMs * (samples - idle)) / samples;
   console.log(
-    `${SCENARIO} on the ${FLOOR ? "floor" : "room"}: ${count} ${what === "delivery" ? "deliveries" : `${what}s`} in ${Math.round(spanMs)} ms`,
+    `${SCENARIO} on the ${FLOOR ? FLOOR.slice(1) : "room"}: ${count} ${what === "delivery" ? "deliveries" : `${what}s`} in ${Math.round(spanMs)} ms`,
   );
   console.log(`isolate busy ${Math.round(busyMs)} ms = ${((busyMs * 1000) / count).toFixed(1)} µs per ${what}\n`);
   console.log("| self % of busy | function |\n|---:|---|");
@@ -122,7 +189,7 @@ function report(profile, { count, what }) {
     .slice(0, 25)) {
     console.log(`| ${((100 * v) / (samples - idle)).toFixed(1)} | ${k} |`);
   }
-  const out = join(here, "results", `profile-${SCENARIO}-${FLOOR ? "floor" : "room"}.cpuprofile`);
+  const out = join(here, "results", `profile-${SCENARIO}-${FLOOR ? FLOOR.slice(1) : "room"}.cpuprofile`);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(profile));
   console.log(`\nwrote ${out}`);

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `npm run bench`: the room against the floor (a minimal hibernating room), same `wrangler dev`,
 // same load, same run; every figure beside the floor's and as a ratio, because only same-run
-// ratios mean anything on a shared 2-core machine. `--smoke` is the seconds-long CI mode: it
+// ratios mean anything on a shared 2-core machine. Many small rooms are also measured against the
+// durable floor (the floor plus a seq and one SQLite INSERT per message, floor.ts): what the room
+// costs beyond it is what the room adds. `--smoke` is the seconds-long CI mode: it
 // exits non-zero when anything breaks (a lost or reordered message, a failed handshake). The giant
 // scenario sets a sharded room beside the same room unsharded instead, and splits CPU by profile
 // (giant.mjs).
@@ -45,7 +47,7 @@ const ROUNDS = Number(option("--rounds", SMOKE ? 1 : 3));
 const ON_DISK = flag("--disk") || !existsSync("/dev/shm");
 
 /** The bench's own Worker (wrangler.toml there): production's Worker and Room, the floor, an unbatched Room. */
-const BENCH_WORKER = ["wrangler.toml", "worker.ts", "floor.ts"];
+const BENCH_WORKER = ["wrangler.toml", "worker.ts", "floor.ts", "counted.ts"];
 
 /**
  * wrangler dev reloads (and drops every socket) when a watched file changes, and this tree is
@@ -68,7 +70,7 @@ const PLAN = SMOKE
       handshakes: { n: 20, concurrency: 5 },
       latency: { subscribers: 20, count: 20 },
       fanout: [{ subscribers: 20, window: 8, count: 100, durationMs: 3000 }],
-      manyRooms: { rooms: 5, perRoom: 3, window: 4, count: 50, durationMs: 3000 },
+      manyRooms: { rooms: 5, perRoom: 3, window: 4, payloadBytes: 100, count: 50, durationMs: 3000 },
       memory: { rooms: 2, perRoom: 10 },
       giant: { sockets: 40, rate: 20, window: 32, count: 50, durationMs: 2500, settleMs: 500 },
     }
@@ -80,7 +82,8 @@ const PLAN = SMOKE
         { subscribers: 100, window: 32, count: 20_000, durationMs: 5000 },
         { subscribers: 500, window: 32, count: 5_000, durationMs: 6000 },
       ],
-      manyRooms: { rooms: 200, perRoom: 5, window: 8, count: 1000, durationMs: 5000 },
+      // Chat-sized messages, few in flight: the load the small-room targets were set on (issue #15).
+      manyRooms: { rooms: 200, perRoom: 5, window: 4, payloadBytes: 100, count: 1000, durationMs: 5000 },
       memory: { rooms: 20, perRoom: 100 },
       giant: { sockets: 1000, rate: 12, window: 64, count: 300, durationMs: 30_000, settleMs: 2000 },
     };
@@ -182,7 +185,7 @@ async function tokenFor(i) {
 }
 
 async function urlFor(target, room, user) {
-  if (target.kind === "floor") return `${server.wsUrl}/floor/${room}/ws`;
+  if (target.kind === "floor") return `${server.wsUrl}${target.path}/${room}/ws`;
   return `${server.wsUrl}${target.path}/rooms/${room}/ws?token=${await tokenFor(user)}`;
 }
 
@@ -233,10 +236,10 @@ async function closeRooms() {
 }
 
 /** One publish run over the connected rooms; returns rates, latencies and CPU. */
-async function publishRun(holders, { count, window, durationMs, rate }, label) {
+async function publishRun(holders, { count, window, durationMs, rate, payloadBytes = PLAN.payloadBytes }, label) {
   const prefixes = new Map(); // spanning room -> per-thread prefix
   let messages = 0;
-  await all("armed", () => ({ cmd: "publish", count, window, durationMs, rate, payloadBytes: PLAN.payloadBytes }));
+  await all("armed", () => ({ cmd: "publish", count, window, durationMs, rate, payloadBytes }));
   const start = sample();
   const stats = await new Promise((resolve, reject) => {
     const out = new Array(workers.length);
@@ -452,7 +455,8 @@ async function memory(target) {
 
 /** `path`: where bench/worker.ts serves the target's rooms. */
 const TARGETS = {
-  floor: { kind: "floor", label: "floor" },
+  floor: { kind: "floor", label: "floor", path: "/floor" },
+  durable: { kind: "floor", label: "durable floor", path: "/durable-floor" },
   room: { kind: "room", label: "room", path: "" },
   unbatched: { kind: "room", label: "room (unbatched)", path: "/unbatched" },
 };
@@ -480,17 +484,19 @@ async function main() {
   const everyRound = {};
   const want = (s) => ONLY.length === 0 || ONLY.includes(s);
   const targets = [TARGETS.floor, TARGETS.room, TARGETS.unbatched];
+  /** Small rooms are measured against both floors: the room's own cost is what it adds to the durable one. */
+  const small = [TARGETS.floor, TARGETS.durable, TARGETS.room];
   try {
     // Unmeasured: the first connections to a fresh server pay for compiling the Worker and its
     // classes, and whichever target went first would carry that cost alone.
-    for (const target of targets) {
+    for (const target of [...targets, TARGETS.durable]) {
       log(`warm-up: ${target.label}`);
       await connectRooms(target, "warmup", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
       await closeRooms();
     }
     for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms, giant })) {
       if (!want(name)) continue;
-      const of = { fanout: targets, giant: GIANT_TARGETS }[name] ?? targets.slice(0, 2);
+      const of = { fanout: targets, manyRooms: small, giant: GIANT_TARGETS }[name] ?? targets.slice(0, 2);
       const runs = new Map(of.map((t) => [t, []]));
       for (roundNo = 1; roundNo <= ROUNDS; roundNo++) {
         for (const [target, done] of runs) {

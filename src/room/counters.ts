@@ -1,16 +1,25 @@
-// Room statistics. Counted in memory and written at most about once a second (by the room's
-// alarm), not once per message: a write per frame would double the storage work of a publish.
-// A crash can lose up to that last second of counts; hibernation cannot, because the room
-// hibernates only after ~10 s of silence and the flush alarm fires well before that.
+// Room statistics. Counted in memory and written at most about once a second, not once per
+// message: a write per frame would double the storage work of a publish. A room that keeps
+// publishing writes them with a publish (flushDue), in the transaction the message's INSERT
+// commits anyway; what no publish carries is written by the room's alarm, FLUSH_WITHIN_MS after
+// the counts changed. An alarm per second instead cost each busy small room an alarm run, two
+// setAlarm calls and a commit of its own every second (issue #15). A crash can lose up to that
+// last second of counts in a publishing room, a few seconds in a quiet one; hibernation cannot,
+// because the room hibernates only after ~10 s of silence and the alarm fires before that.
 
 const KEYS = ["published", "delivered", "rejected", "rateLimited"] as const;
 export type CounterName = (typeof KEYS)[number];
+/** How often a publishing room writes its counts. */
 export const FLUSH_AFTER_MS = 1000;
+/** When the alarm writes what no publish has: well within the ~10 s of silence before hibernation. */
+export const FLUSH_WITHIN_MS = 5000;
 
 export class Counters {
   readonly values: Record<CounterName, number> = { published: 0, delivered: 0, rejected: 0, rateLimited: 0 };
   /** true while there are counts not yet written */
   dirty = false;
+  /** When the counts were last written (0: not by this instance). */
+  #flushedAt = 0;
 
   constructor(private readonly sql: SqlStorage) {
     sql.exec(`CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`);
@@ -40,15 +49,18 @@ export class Counters {
     return wasClean;
   }
 
-  flush(): void {
+  /** For an event that writes anyway: writes the counts too when the last write is FLUSH_AFTER_MS old. */
+  flushDue(now: number): void {
+    if (now - this.#flushedAt >= FLUSH_AFTER_MS) this.flush(now);
+  }
+
+  flush(now: number): void {
     if (!this.dirty) return;
-    for (const name of KEYS) {
-      this.sql.exec(
-        `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value`,
-        name,
-        this.values[name],
-      );
-    }
+    this.sql.exec(
+      `INSERT INTO counters (name, value) VALUES ${KEYS.map(() => "(?, ?)").join(", ")} ON CONFLICT(name) DO UPDATE SET value = excluded.value`,
+      ...KEYS.flatMap((name) => [name, this.values[name]]),
+    );
     this.dirty = false;
+    this.#flushedAt = now;
   }
 }

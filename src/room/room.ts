@@ -9,7 +9,7 @@ import { loadConfig, shardsFor, type Config } from "../config";
 import { capabilitiesFor, isFailure, verifyToken } from "../worker/auth";
 import { errorResponse, failure } from "../worker/http";
 import { Bans } from "./bans";
-import { Counters, FLUSH_AFTER_MS, type CounterName } from "./counters";
+import { Counters, FLUSH_WITHIN_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
 import type { Env } from "../env";
@@ -491,6 +491,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#count("published");
     this.#count("delivered", this.#delivery.broadcast(text));
     this.#fanout?.push({ text, seq });
+    // In the INSERT's transaction: no commit of its own, and no alarm while the room keeps publishing.
+    this.#counters.flushDue(ts);
     return seq;
   }
 
@@ -559,7 +561,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     if (this.#crowd.pending) this.#countSoon(now);
     // Shards whose stream call failed are told the current seq, and fetch what they missed.
     if (this.#fanout?.failed.size) this.#fanout.flush(this.#history.seq);
-    this.#counters.flush();
+    this.#counters.flush(now);
     this.#webhooks?.drain();
     if (now >= this.#sweepAt) this.#sweepAt = this.#sweep(now);
     if (this.#sessions.size > 0) this.#scheduleAlarm(this.#sweepAt);
@@ -594,7 +596,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   }
 
   #count(name: CounterName, n = 1): void {
-    if (n > 0 && this.#counters.add(name, n)) this.#scheduleAlarm(Date.now() + FLUSH_AFTER_MS);
+    if (n > 0 && this.#counters.add(name, n)) this.#scheduleAlarm(Date.now() + FLUSH_WITHIN_MS);
   }
 
   // ---- the Worker's HTTP routes, over RPC ---------------------------------------------

@@ -2,6 +2,7 @@
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { FLUSH_AFTER_MS } from "../../src/room/counters";
 import { call, fill } from "../support/http";
 import { connect } from "../support/socket";
 import { tokenFor } from "../support/tokens";
@@ -132,6 +133,20 @@ describe("GET /rooms/:room/stats", () => {
     const after = (await call("GET", `/rooms/${room}/stats`, { token: admin })).json;
     // the same figures, from a new instance of the room: one more start
     expect(after).toEqual({ ...stats, starts: stats.starts + 1 });
+  });
+
+  it("writes a publishing room's counts with its publishes, so an eviction before any alarm keeps them", async () => {
+    const room = "http-stats-publishing";
+    const a = await connect(room, { token: await tokenFor("alice", room) });
+    await a.next("welcome");
+    a.send({ type: "publish", data: 1 });
+    await a.next("message");
+    await new Promise((r) => setTimeout(r, FLUSH_AFTER_MS + 100));
+    a.send({ type: "publish", data: 2 }); // a second later: the counts go with this publish's write
+    await a.next("message");
+    await evictDurableObject(stubFor(room), { webSockets: "hibernate" }); // well before the idle sweep's alarm
+    const stats = (await call("GET", `/rooms/${room}/stats`, { token: await tokenFor("ops", room, ["admin"]) })).json;
+    expect(stats).toMatchObject({ published: 2, delivered: 2, starts: 2 });
   });
 
   it("needs the admin capability", async () => {
