@@ -33,8 +33,6 @@ export class Webhooks {
   #sending: Promise<void> | null = null;
   /** Users the receiver was told joined and not yet told left (webhook_members). */
   #members: number;
-  /** Set by emit during a send: the drain goes round again. */
-  #more = false;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -80,11 +78,6 @@ export class Webhooks {
     for (const m of gone) this.left({ id: m.uid, name: m.name });
   }
 
-  /** Events written but not yet accepted by the queue. */
-  get pending(): boolean {
-    return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM webhook_outbox`).one().n > 0;
-  }
-
   emit(input: EventInput): void {
     const { room, epoch } = this.scope();
     const n = this.#next++;
@@ -102,12 +95,12 @@ export class Webhooks {
     this.drain();
   }
 
-  /** Sends what the outbox holds, after the current event's work; also the alarm's and a restart's retry. */
+  /**
+   * Sends what the outbox holds, after the current event's work; also the alarm's and a restart's
+   * retry. While a send is in flight there is nothing to do: its loop reads the outbox again.
+   */
   drain(): void {
-    if (this.#sending) {
-      this.#more = true;
-      return;
-    }
+    if (this.#sending) return;
     this.#sending = Promise.resolve()
       .then(() => this.#sendAll())
       .catch(() => this.resendBy(Date.now() + RESEND_AFTER_MS))
@@ -117,16 +110,11 @@ export class Webhooks {
   }
 
   async #sendAll(): Promise<void> {
-    do {
-      this.#more = false;
-      for (;;) {
-        const batch = this.#read();
-        if (!batch) break;
-        await this.queue.send(batch.body, { contentType: "text" });
-        this.sql.exec(`DELETE FROM webhook_outbox WHERE n <= ?`, batch.last);
-        this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('webhook_sent', ?)`, String(batch.last));
-      }
-    } while (this.#more);
+    for (let batch = this.#read(); batch; batch = this.#read()) {
+      await this.queue.send(batch.body, { contentType: "text" });
+      this.sql.exec(`DELETE FROM webhook_outbox WHERE n <= ?`, batch.last);
+      this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('webhook_sent', ?)`, String(batch.last));
+    }
   }
 
   /** The oldest events that fit one queue message, as its text, and the last one's number. */
