@@ -118,7 +118,7 @@ function pump(g) {
       if (!g.timer) g.timer = setTimeout(() => ((g.timer = null), pump(g)), due - now());
       return;
     }
-    p.ws.send(publishFrame(g.sent, run.payloadBytes));
+    p.ws.send(publishFrame(g.sent, run.payloadBytes, run.chat));
     g.sent++;
   }
 }
@@ -136,10 +136,14 @@ function stats() {
   return {
     deliveries: run?.deliveries ?? 0,
     frames: run?.frames ?? 0,
+    // What came off the wire since the run was armed: frame headers and, when negotiated, compressed.
+    wireBytes: clients.reduce((sum, c) => sum + (c.ws._socket?.bytesRead ?? c.bytesAtArm) - c.bytesAtArm, 0),
     hist: run?.hist ?? newHistogram(),
     firstSend,
     lastReceipt: run?.lastReceipt ?? 0,
     elu: run ? performance.eventLoopUtilization(run.elu).utilization : 0,
+    // Messages each room published in the run: how evenly the server served the rooms.
+    perRoom: [...groups.values()].filter((g) => g.publisher).map((g) => g.sent),
     incomplete: [...groups.values()]
       .filter((g) => !g.done)
       .map((g) => `${g.key}: ${g.prefix}/${g.total ?? "?"}`)
@@ -151,7 +155,8 @@ function stats() {
 function connectOne(spec, group) {
   return new Promise((resolve) => {
     const t0 = now();
-    const ws = new WebSocket(spec.url, { perMessageDeflate: false });
+    // `perMessageDeflate: true` offers what browsers offer: permessage-deflate; client_max_window_bits.
+    const ws = new WebSocket(spec.url, { perMessageDeflate: spec.deflate === true });
     const client = { id: spec.id, ws, group, nextK: 0, lastSeq: 0, welcomed: null, open: false };
     const timer = setTimeout(() => {
       fail(`${spec.id}: no welcome within 30 s`);
@@ -161,6 +166,9 @@ function connectOne(spec, group) {
     client.welcomed = () => {
       client.welcomed = null;
       clearTimeout(timer);
+      // A deflate scenario that silently ran uncompressed would report the wrong trade-off.
+      if (spec.deflate && !ws.extensions.includes("permessage-deflate"))
+        fail(`${spec.id}: deflate offered, not negotiated (${ws.extensions || "none"})`);
       client.open = true;
       resolve({ client, ms: now() - t0 });
     };
@@ -253,6 +261,7 @@ parentPort.on("message", async (msg) => {
         window: msg.window,
         rate: msg.rate,
         payloadBytes: msg.payloadBytes,
+        chat: msg.chat === true,
         deadline: now() + msg.durationMs,
         deliveries: 0,
         frames: 0,
@@ -260,7 +269,10 @@ parentPort.on("message", async (msg) => {
         lastReceipt: 0,
         elu: performance.eventLoopUtilization(),
       };
-      for (const c of clients) c.nextK = 0;
+      for (const c of clients) {
+        c.nextK = 0;
+        c.bytesAtArm = c.ws._socket?.bytesRead ?? 0;
+      }
       for (const g of groups.values()) g.reset(msg.window);
       parentPort.postMessage({ ev: "armed" });
       break;

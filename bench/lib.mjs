@@ -49,10 +49,32 @@ export const now = () => performance.timeOrigin + performance.now();
  * the floor carry the same 1 KiB: the floor echoes the frame as is, the room wraps `data` in
  * its `message` frame. `t` (send time) gives the latency, `k` the order check.
  */
-export function publishFrame(k, payloadBytes) {
+export function publishFrame(k, payloadBytes, chat = false) {
   const head = `{"k":${k},"t":${now().toFixed(3)},"p":"`;
-  const pad = "x".repeat(Math.max(0, payloadBytes - head.length - 2));
+  const room = Math.max(0, payloadBytes - head.length - 2);
+  const pad = chat ? chatText(k, room) : "x".repeat(room);
   return `{"type":"publish","data":${head}${pad}"}}`;
+}
+
+// Chat-like text for the deflate scenario: a run of one letter compresses to nothing and would
+// flatter deflate; words drawn per message, with a number or two, compress about as chat does.
+const WORDS = (
+  "the a to and of is it you that in for on this we be with have are not but can just so what " +
+  "was do at if me my about all get like will up out one time how when now there meeting deploy " +
+  "build room message sure thanks ok yes no maybe later today tomorrow review merge test fix bug " +
+  "link call team check looks good great idea why where who need want think know see let push"
+).split(" ");
+
+/** Deterministic per message: `len` characters of words and numbers (JSON-safe, ASCII). */
+export function chatText(k, len) {
+  let x = (k + 1) * 2654435761;
+  const next = () => ((x = (x ^ (x << 13)) >>> 0), (x = (x ^ (x >>> 17)) >>> 0), (x = (x ^ (x << 5)) >>> 0), x);
+  let out = "";
+  while (out.length < len) {
+    const r = next();
+    out += (out ? " " : "") + (r % 11 === 0 ? String(r % 10_000) : WORDS[r % WORDS.length]);
+  }
+  return out.slice(0, len);
 }
 
 // ---- workerd processes ---------------------------------------------------------------------

@@ -72,6 +72,7 @@ const PLAN = SMOKE
       fanout: [{ subscribers: 20, window: 8, count: 100, durationMs: 3000 }],
       manyRooms: { rooms: 5, perRoom: 3, window: 4, payloadBytes: 100, count: 50, durationMs: 3000 },
       memory: { rooms: 2, perRoom: 10 },
+      browser: { subscribers: 10, window: 8, count: 100, durationMs: 3000, payloadBytes: 200, latencyCount: 10 },
       giant: { sockets: 40, rate: 20, window: 32, count: 50, durationMs: 2500, settleMs: 500 },
     }
   : {
@@ -85,6 +86,8 @@ const PLAN = SMOKE
       // Chat-sized messages, few in flight: the load the small-room targets were set on (issue #15).
       manyRooms: { rooms: 200, perRoom: 5, window: 4, payloadBytes: 100, count: 1000, durationMs: 5000 },
       memory: { rooms: 20, perRoom: 100 },
+      // Clients that offer permessage-deflate as browsers do, with chat-like text (issue #12).
+      browser: { subscribers: 100, window: 32, count: 5_000, durationMs: 5000, payloadBytes: 200, latencyCount: 150 },
       giant: { sockets: 1000, rate: 12, window: 64, count: 300, durationMs: 30_000, settleMs: 2000 },
     };
 const RUN_DEADLINE_MS = SMOKE ? 120_000 : 900_000;
@@ -173,6 +176,13 @@ function medianOf(results) {
   return first;
 }
 
+/** min, median and max of a list of counts. */
+function spread(xs) {
+  if (xs.length === 0) return { min: NaN, median: NaN, max: NaN };
+  const sorted = [...xs].sort((a, b) => a - b);
+  return { min: sorted[0], median: sorted[sorted.length >> 1], max: sorted.at(-1) };
+}
+
 const round = (x, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
 const errors = [];
 
@@ -206,7 +216,8 @@ async function connectRooms(target, name, rooms, perRoom, concurrency) {
     for (let c = 0; c < perRoom; c++) {
       const thread = spread ? c % workers.length : r % workers.length;
       const user = r * perRoom + c;
-      specs[thread].push({ id: `${target.kind}:${room}:${c}`, url: await urlFor(target, room, user), group: key, publisher: c === 0 });
+      const url = await urlFor(target, room, user);
+      specs[thread].push({ id: `${target.kind}:${room}:${c}`, url, group: key, publisher: c === 0, deflate: target.deflate === true });
       const h = holders.get(key);
       if (!h.threads.has(thread)) groupDefs[thread].push({ key, kind: target.kind, spans: spread });
       h.threads.add(thread);
@@ -236,10 +247,10 @@ async function closeRooms() {
 }
 
 /** One publish run over the connected rooms; returns rates, latencies and CPU. */
-async function publishRun(holders, { count, window, durationMs, rate, payloadBytes = PLAN.payloadBytes }, label) {
+async function publishRun(holders, { count, window, durationMs, rate, payloadBytes = PLAN.payloadBytes, chat = false }, label) {
   const prefixes = new Map(); // spanning room -> per-thread prefix
   let messages = 0;
-  await all("armed", () => ({ cmd: "publish", count, window, durationMs, rate, payloadBytes }));
+  await all("armed", () => ({ cmd: "publish", count, window, durationMs, rate, payloadBytes, chat }));
   const start = sample();
   const stats = await new Promise((resolve, reject) => {
     const out = new Array(workers.length);
@@ -285,6 +296,8 @@ async function publishRun(holders, { count, window, durationMs, rate, payloadByt
   const hist = newHistogram();
   let deliveries = 0;
   let frames = 0;
+  let wireBytes = 0;
+  const perRoom = [];
   let firstSend = Infinity;
   let lastReceipt = 0;
   const elu = [];
@@ -292,6 +305,8 @@ async function publishRun(holders, { count, window, durationMs, rate, payloadByt
     merge(hist, s.hist);
     deliveries += s.deliveries;
     frames += s.frames;
+    wireBytes += s.wireBytes;
+    perRoom.push(...s.perRoom);
     firstSend = Math.min(firstSend, s.firstSend);
     lastReceipt = Math.max(lastReceipt, s.lastReceipt);
     elu.push(round(s.elu, 2));
@@ -313,6 +328,9 @@ async function publishRun(holders, { count, window, durationMs, rate, payloadByt
     // Robust to a busy machine: workerd CPU time per delivery (what the floor says is ~20 µs).
     workerdUsPerDelivery: round((cpu.workerd * (end.at - start.at) * 1000) / deliveries, 2),
     deliveriesPerMessage: round(deliveries / frames, 1),
+    wireBytesPerDelivery: round(wireBytes / deliveries, 1),
+    // Spread of messages per room over the run: a closed loop (window) served fairly keeps them close.
+    roomMessages: spread(perRoom),
     elu,
   };
 }
@@ -364,7 +382,29 @@ async function manyRooms(target) {
   const c = await connectRooms(target, "many", m.rooms, m.perRoom, 50);
   const r = await publishRun(c.holders, m, `${target.label} many rooms`);
   await closeRooms();
-  return r;
+  // The joins too: a first join also starts its room's object.
+  return {
+    ...r,
+    joins: { perSec: Math.round(c.n / (c.wallMs / 1000)), p50: round(quantile(c.hist, 0.5), 2), p99: round(quantile(c.hist, 0.99), 2) },
+  };
+}
+
+/**
+ * Browser-like clients: each offers permessage-deflate (ws offers what Chromium does) and the
+ * text is chat-like, so compression does real work. The same fan-out and window-1 runs as above
+ * at 100 subscribers; CPU per delivery and bytes on the wire are the trade-off to decide on.
+ */
+async function browser(target) {
+  const b = PLAN.browser;
+  const c = await connectRooms(target, "browser", 1, b.subscribers, 50);
+  const latency = await publishRun(
+    c.holders,
+    { count: b.latencyCount, window: 1, durationMs: 30_000, payloadBytes: b.payloadBytes, chat: true },
+    `${target.label} browser window-1`,
+  );
+  const fan = await publishRun(c.holders, { ...b, chat: true }, `${target.label} browser fan-out`);
+  await closeRooms();
+  return { latency, fanout: fan };
 }
 
 /**
@@ -426,6 +466,21 @@ async function shardSockets(room) {
   return (stats.shards ?? []).map((s) => s.connections);
 }
 
+/**
+ * A restarted wrangler dev, warmed up, for the giant scenario's CPU profiles. Twice, after minutes
+ * of other scenarios, wrangler's inspector proxy listed the target and opened the session, then
+ * never answered Profiler.enable; on a fresh server it answers. (workerd's own inspector port is no
+ * way around it: tried, it got no answers either, the proxy holding the runtime's session.)
+ */
+async function freshServer() {
+  log("restarting wrangler dev for the giant scenario's profiles");
+  await server.restart();
+  pids = workerdPids(server.pid());
+  isolate = isolatePid(pids, server.port);
+  await connectRooms(TARGETS.room, "warmup-giant", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
+  await closeRooms();
+}
+
 /** Idle memory on a freshly started workerd: RSS before and after the idle connections. */
 async function memory(target) {
   const { rooms, perRoom } = PLAN.memory;
@@ -460,6 +515,12 @@ const TARGETS = {
   room: { kind: "room", label: "room", path: "" },
   unbatched: { kind: "room", label: "room (unbatched)", path: "/unbatched" },
 };
+/** The browser scenario's: both sides offered deflate, and the room without it for what deflate costs. */
+const BROWSER_TARGETS = [
+  { ...TARGETS.floor, label: "floor, deflate", deflate: true },
+  { ...TARGETS.room, label: "room, deflate", deflate: true },
+  { ...TARGETS.room, label: "room, no deflate" },
+];
 /** The giant scenario's: the room unsharded (its baseline) and on SHARDS shards (VARS). */
 const GIANT_TARGETS = [
   { ...TARGETS.room, room: "flat" },
@@ -494,9 +555,10 @@ async function main() {
       await connectRooms(target, "warmup", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
       await closeRooms();
     }
-    for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms, giant })) {
+    for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms, browser, giant })) {
       if (!want(name)) continue;
-      const of = { fanout: targets, manyRooms: small, giant: GIANT_TARGETS }[name] ?? targets.slice(0, 2);
+      if (name === "giant" && (ONLY.length === 0 || ONLY.length > 1)) await freshServer();
+      const of = { fanout: targets, manyRooms: small, browser: BROWSER_TARGETS, giant: GIANT_TARGETS }[name] ?? targets.slice(0, 2);
       const runs = new Map(of.map((t) => [t, []]));
       for (roundNo = 1; roundNo <= ROUNDS; roundNo++) {
         for (const [target, done] of runs) {

@@ -3,7 +3,7 @@
 // room storage, as an edge restart would), readiness by polling /health, and stop by PID.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -122,7 +122,11 @@ export async function startDevServer(opts = {}) {
     /** the last 20 kB wrangler printed */
     output: () => output,
     token: (claims) => mintToken(secret, claims),
-    stop,
+    /** Stops the server; storage it made itself (no `persistTo` given) goes with it. */
+    async stop() {
+      await stop();
+      if (!opts.persistTo) rmSync(persistTo, { recursive: true, force: true });
+    },
     /** Stops and starts again on the same port over the same storage: every socket drops. */
     async restart() {
       await stop();
