@@ -43,6 +43,9 @@ export async function startDevServer(opts = {}) {
   const vars = { AUTH_SECRET: secret, ...opts.vars };
   const port = opts.port ?? (await freePort());
   const persistTo = opts.persistTo ?? mkdtempSync(join(tmpdir(), "edgerooms-dev-"));
+  // Storage outlives stop(): a test may stop the server, then restart it over the same storage
+  // (the browser test does). A folder made here goes when the process exits normally.
+  if (!opts.persistTo) process.once("exit", () => rmSync(persistTo, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${port}`;
   let child;
   let output = "";
@@ -122,11 +125,7 @@ export async function startDevServer(opts = {}) {
     /** the last 20 kB wrangler printed */
     output: () => output,
     token: (claims) => mintToken(secret, claims),
-    /** Stops the server; storage it made itself (no `persistTo` given) goes with it. */
-    async stop() {
-      await stop();
-      if (!opts.persistTo) rmSync(persistTo, { recursive: true, force: true });
-    },
+    stop,
     /** Stops and starts again on the same port over the same storage: every socket drops. */
     async restart() {
       await stop();
