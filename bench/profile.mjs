@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// `npm run bench:profile -- <handshakes|fanout|rooms> [--floor|--durable-floor]`: where the room's
+// `npm run bench:profile -- <handshakes|joins|fanout|rooms> [--floor|--durable-floor]`: where the room's
 // time goes. Starts `wrangler dev`, puts one bench-shaped load on a room (or on a floor), and
 // records a CPU profile of the Worker's isolate through workerd's inspector for just that load.
 // Prints the functions with the most self time and the isolate's busy time per operation, and
 // writes the .cpuprofile (open it in Chrome DevTools) to bench/results/.
 //
 // `rooms` is the bench's many small rooms: it also prints the latency each message took and, for
-// the room, its storage calls per publish (counted by bench/counted.ts's CountedRoom).
+// the room, its storage calls per publish (counted by bench/counted.ts's CountedRoom). `joins` is
+// their joins (1,000 into 200 fresh rooms), with the room's storage calls per join.
 //
 // "(program)" is time in workerd's own code (sockets, the event loop); native calls made from
 // JavaScript (`send`, `fetch`, `setAlarm`) appear under their own names. The proxy process
@@ -26,8 +27,8 @@ const JOINS = { n: 500, concurrency: 20 };
 const FANOUT = { subscribers: 500, messages: 400, window: 32, payloadBytes: 1024 };
 /** As the bench's many small rooms (run.mjs), each publisher sending `messages`. */
 const ROOMS = { rooms: 200, perRoom: 5, messages: 150, window: 4, payloadBytes: 100 };
-if (!["handshakes", "fanout", "rooms"].includes(SCENARIO)) {
-  console.error("usage: npm run bench:profile -- <handshakes|fanout|rooms> [--floor|--durable-floor]");
+if (!["handshakes", "joins", "fanout", "rooms"].includes(SCENARIO)) {
+  console.error("usage: npm run bench:profile -- <handshakes|joins|fanout|rooms> [--floor|--durable-floor]");
   process.exit(2);
 }
 
@@ -42,7 +43,7 @@ const room = `profile-${Date.now().toString(36)}`;
 
 async function open(user, onFrame = () => {}, name = room) {
   // The room scenario's rooms count their storage calls (counted.ts).
-  const path = SCENARIO === "rooms" ? "/counted/rooms" : "/rooms";
+  const path = SCENARIO === "rooms" || SCENARIO === "joins" ? "/counted/rooms" : "/rooms";
   const url = FLOOR
     ? `${server.wsUrl}${FLOOR}/${name}/ws`
     : `${server.wsUrl}${path}/${name}/ws?token=${await server.token({ sub: user, rooms: { [`${room}*`]: ["*"] } })}`;
@@ -77,6 +78,8 @@ try {
     await profiler.start();
     sockets = await joinAll(JOINS.n, JOINS.concurrency);
     operations = { count: JOINS.n, what: "handshake" };
+  } else if (SCENARIO === "joins") {
+    operations = await roomJoins();
   } else if (SCENARIO === "rooms") {
     operations = await smallRooms();
   } else {
@@ -158,6 +161,32 @@ async function smallRooms() {
     for (const [statement, n] of Object.entries(ops.statements).sort((a, b) => b[1] - a[1])) console.log(`  ${per(n)} × ${statement}`);
   }
   return { count, what: "delivery" };
+}
+
+/** The bench's many small rooms' joins: room by room, 50 at a time, each room's first join starting it. */
+async function roomJoins() {
+  const { rooms, perRoom } = ROOMS;
+  const n = rooms * perRoom;
+  const t0 = now();
+  await storageOps(); // from here on
+  await profiler.start();
+  let next = 0;
+  const lane = async () => {
+    while (next < n) {
+      const i = next++;
+      const r = Math.floor(i / perRoom);
+      sockets.push(await open(`u${r}-${i % perRoom}`, () => {}, `${room}-${r}`));
+    }
+  };
+  await Promise.all(Array.from({ length: 50 }, lane));
+  console.log(`${Math.round(n / ((now() - t0) / 1000))} joins/s`);
+  if (!FLOOR) {
+    const ops = await storageOps();
+    const per = (x) => (x / n).toFixed(3);
+    console.log(`storage per join (${n} joins into ${rooms} new rooms): ${per(ops.writeEvents)} events that wrote, ${per(ops.setAlarm)} setAlarm`);
+    for (const [statement, k] of Object.entries(ops.statements).sort((a, b) => b[1] - a[1])) console.log(`  ${per(k)} × ${statement}`);
+  }
+  return { count: n, what: "join" };
 }
 
 async function storageOps() {
