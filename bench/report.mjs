@@ -150,6 +150,12 @@ export function formatBrowser(report) {
     const [f, r, p] = [floor, room, plain].map(get);
     return [metric, fmt(f), fmt(r), ratio(r, f), fmt(p), ratio(r, p)];
   });
+  const M = report.results.memory;
+  if (M?.["room, deflate"]) {
+    const [f, r, p] = [M["floor, deflate"], M["room, deflate"], M.room].map((x) => x?.peakKiBPerConn);
+    const n = report.plan.memory.rooms * report.plan.memory.perRoom;
+    rows.push([`idle memory, ${n} conns: workerd peak RSS KiB per conn`, fmt(f), fmt(r), ratio(r, f), fmt(p), ratio(r, p)]);
+  }
   const head = [
     `browser-like clients (deflate offered, ${b.payloadBytes} B chat text)`,
     "floor, deflate",
