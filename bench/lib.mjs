@@ -51,8 +51,8 @@ export const now = () => performance.timeOrigin + performance.now();
  */
 export function publishFrame(k, payloadBytes, chat = false) {
   const head = `{"k":${k},"t":${now().toFixed(3)},"p":"`;
-  const room = Math.max(0, payloadBytes - head.length - 2);
-  const pad = chat ? chatText(k, room) : "x".repeat(room);
+  const space = Math.max(0, payloadBytes - head.length - 2);
+  const pad = chat ? chatText(k, space) : "x".repeat(space);
   return `{"type":"publish","data":${head}${pad}"}}`;
 }
 
@@ -175,7 +175,7 @@ function readStatPath(path) {
 
 /**
  * Every inspector step is bounded. A full bench run was once seen stalled in the giant scenario's
- * first round, where these were the only steps without a bound (the run's own deadline is 15
+ * first round, where these were the only steps without a bound (the run's own deadline is 20
  * minutes): a step that hangs now fails the run within a minute, naming itself.
  */
 const INSPECTOR_MS = 60_000;
