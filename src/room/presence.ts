@@ -9,6 +9,8 @@ type State = Record<string, unknown>;
 interface Member {
   name: string;
   state: State;
+  /** whether a row holds its state: only then does its last leave delete one (a write, a commit) */
+  stored: boolean;
   sessions: Set<Session>;
   /** its entry as JSON, kept until it changes: every welcome carries the whole list */
   json?: string;
@@ -28,12 +30,13 @@ export class Presence {
    * was not a member has no stored state: rows are deleted with a user's last connection, and
    * rebuild() deletes those whose sockets died with a restart.
    */
-  add(session: Session, stateOf = (_uid: string): State => ({})): boolean {
+  add(session: Session, stateOf = (_uid: string): State | undefined => undefined): boolean {
     const { id, name } = session.user;
     let member = this.#members.get(id);
     const first = !member;
     if (!member) {
-      member = { name, state: stateOf(id), sessions: new Set() };
+      const state = stateOf(id);
+      member = { name, state: state ?? {}, stored: state !== undefined, sessions: new Set() };
       this.#members.set(id, member);
     }
     member.name = name;
@@ -56,7 +59,7 @@ export class Presence {
     this.#changed(member);
     if (member.sessions.size > 0) return false;
     this.#members.delete(session.user.id);
-    this.sql.exec(`DELETE FROM presence WHERE uid = ?`, session.user.id);
+    if (member.stored) this.sql.exec(`DELETE FROM presence WHERE uid = ?`, session.user.id);
     return true;
   }
 
@@ -76,6 +79,7 @@ export class Presence {
     const member = this.#members.get(uid);
     if (!member) return;
     member.state = state;
+    member.stored = true;
     this.#changed(member);
     this.sql.exec(
       `INSERT INTO presence (uid, state) VALUES (?, ?) ON CONFLICT(uid) DO UPDATE SET state = excluded.state`,
@@ -135,7 +139,7 @@ export class Presence {
     for (const row of this.sql.exec<{ uid: string; state: string }>(`SELECT uid, state FROM presence`)) {
       stored.set(row.uid, JSON.parse(row.state) as State);
     }
-    for (const s of sessions) this.add(s, (uid) => stored.get(uid) ?? {});
+    for (const s of sessions) this.add(s, (uid) => stored.get(uid));
     for (const uid of stored.keys()) {
       if (!this.#members.has(uid)) this.sql.exec(`DELETE FROM presence WHERE uid = ?`, uid);
     }

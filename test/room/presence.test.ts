@@ -106,4 +106,36 @@ describe("idle sweep (IDLE_TIMEOUT_SEC is 2 here)", () => {
     await runDurableObjectAlarm(stubFor(room)); // the sweep finds nobody...
     expect(await alarm()).toBeNull(); // ...and does not reschedule, so an empty room stays asleep
   });
+  it("deletes a leaving user's state row only when there is one: a stateless leave writes nothing", async () => {
+    const room = "presence-leave-writes";
+    const stub = stubFor(room);
+    const watcher = await connect(room, { token: await tokenFor("watcher", room) });
+    await watcher.next("welcome");
+    // Every statement the room runs from here on (the room's sql is the state's own object).
+    const statements: string[] = [];
+    await runInDurableObject(stub, (_room, state) => {
+      const sql = state.storage.sql;
+      const exec = sql.exec.bind(sql);
+      sql.exec = ((query: string, ...bindings: unknown[]) => {
+        statements.push(query);
+        return exec(query, ...bindings);
+      }) as typeof sql.exec;
+    });
+    const quiet = await connect(room, { token: await tokenFor("quiet", room) });
+    await quiet.next("welcome");
+    const typing = await connect(room, { token: await tokenFor("typing", room) });
+    await typing.next("welcome");
+    typing.send({ type: "presence", state: { typing: true } });
+    await watcher.next("presence", (p) => p.event === "update" && p.user.id === "typing");
+
+    quiet.close();
+    await watcher.next("presence", (p) => p.event === "leave" && p.user.id === "quiet");
+    typing.close();
+    await watcher.next("presence", (p) => p.event === "leave" && p.user.id === "typing");
+
+    const deletes = statements.filter((q) => q.startsWith("DELETE FROM presence"));
+    expect(deletes).toHaveLength(1); // typing's; quiet never had a row
+    const rows = await runInDurableObject(stub, (_room, state) => state.storage.sql.exec(`SELECT uid FROM presence`).toArray());
+    expect(rows).toEqual([]);
+  });
 });
