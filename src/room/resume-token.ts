@@ -38,6 +38,26 @@ export class ResumeTokens {
     return `${VERSION}.${start}.${await this.#mac(scope, start)}`;
   }
 
+  /**
+   * The token a welcome carries, and the start it proves. A token verify() proved (`given`, its
+   * start `proven`) is handed back: it already says all a new one would. Otherwise a new one starts
+   * at `head()`, signed again if a publish moved the head during the await, so the start is never
+   * before the seq the welcome carries.
+   */
+  async forWelcome(
+    scope: ResumeScope,
+    given: string | undefined,
+    proven: number | undefined,
+    head: () => number,
+  ): Promise<{ start: number; token: string }> {
+    if (proven !== undefined && given !== undefined) return { start: proven, token: given };
+    for (;;) {
+      const start = head();
+      const token = await this.issue(scope, start);
+      if (start === head()) return { start, token };
+    }
+  }
+
   /** The start a token proves for this scope, or undefined when it proves nothing. */
   async verify(token: string | undefined, scope: ResumeScope): Promise<number | undefined> {
     if (token === undefined) return undefined;

@@ -229,17 +229,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const banned = this.#refuseBanned(join.user.id);
     if (banned) return banned;
     // Where this user's connections provably started: a valid token from an earlier welcome
-    // carries its start forward (the token itself is handed back: it already says all a new one
-    // would), anything else starts at the seq this welcome will carry. The loop re-signs if a
-    // publish landed during the await, so the start is never before the welcome.
+    // carries its start forward, anything else starts at the seq this welcome will carry.
     const scope = { room: join.room, epoch: this.#epoch, user: join.user.id };
     const proven = await this.#resumeTokens.verify(join.resume, scope);
-    let start: number;
-    let resume: string;
-    do {
-      start = proven ?? this.#history.seq;
-      resume = proven !== undefined ? join.resume! : await this.#resumeTokens.issue(scope, start);
-    } while (proven === undefined && start !== this.#history.seq);
+    const { start, token: resume } = await this.#resumeTokens.forWelcome(scope, join.resume, proven, () => this.#history.seq);
 
     // Without `history`, a resume may replay only what this user could have received live:
     // messages after its start. `since` below the start (or no token at all) recovers nothing.
@@ -342,12 +335,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         recovered = false; // some of it is past the root's retention
       else fetched = { frames: frames.map((f, i) => replayFrame(f, first + i)), upTo };
     }
-    let start: number;
-    let resume: string;
-    do {
-      start = proven ?? shard.head;
-      resume = proven !== undefined ? join.resume! : await shard.tokens.issue(scope, start);
-    } while (proven === undefined && start !== shard.head);
+    const { token: resume } = await shard.tokens.forWelcome(scope, join.resume, proven, () => shard.head);
     // The rest (what reached the shard while this join awaited) is in the tail by now.
     const rest = recovered ? shard.tail.after(fetched ? fetched.upTo : since!, shard.head) : [];
     if (rest === undefined) recovered = false;
