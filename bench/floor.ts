@@ -6,6 +6,7 @@
 //   can skip: a seq per message and one SQLite INSERT of it before the send (the output gate holds
 //   the send until the write is durable). What the room costs beyond this is what the room adds.
 import { DurableObject } from "cloudflare:workers";
+import { answerClose } from "../src/room/room";
 
 export class FloorRoom extends DurableObject<unknown> {
   constructor(ctx: DurableObjectState, env: unknown) {
@@ -25,15 +26,11 @@ export class FloorRoom extends DurableObject<unknown> {
   }
 
   /**
-   * Answers the client's Close, as the room does (room.ts says why): without it every client of a
-   * floor waited out the load generator's 5 s before it gave up, after each measured run.
+   * Answers the client's Close as the room does: without it every client of a floor waited out
+   * the load generator's 5 s before it gave up, after each measured run.
    */
   override webSocketClose(ws: WebSocket, code: number): void {
-    try {
-      ws.close(code === 1005 || code === 1006 || code === 1015 ? 1000 : code, "");
-    } catch {
-      // already closed
-    }
+    answerClose(ws, code);
   }
 }
 

@@ -488,10 +488,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   override webSocketClose(ws: WebSocket, code: number): void {
     this.#drop(ws);
-    // Reciprocate the peer's Close: the 2026-04-07 auto-reply flag covers accept()ed sockets,
-    // not hibernatable ones, whose clients otherwise sit in CLOSING and report 1006 (the same
-    // fix as partyserver#389). Reserved codes cannot be sent back, so they become 1000.
-    closeQuietly(ws, code === 1005 || code === 1006 || code === 1015 ? CloseCode.normal : code, "");
+    answerClose(ws, code);
   }
 
   override webSocketError(ws: WebSocket): void {
@@ -1117,6 +1114,15 @@ function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   } catch {
     // already closing or closed
   }
+}
+
+/**
+ * Reciprocates the peer's Close: the 2026-04-07 auto-reply flag covers accept()ed sockets, not
+ * hibernatable ones, whose clients otherwise sit in CLOSING and report 1006 (the same fix as
+ * partyserver#389). Reserved codes cannot be sent back, so they become 1000.
+ */
+export function answerClose(ws: WebSocket, code: number): void {
+  closeQuietly(ws, code === 1005 || code === 1006 || code === 1015 ? CloseCode.normal : code, "");
 }
 
 /** 16 hex digits (64 random bits). */
