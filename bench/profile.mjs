@@ -60,11 +60,15 @@ async function open(user, onFrame = () => {}, name = room) {
   });
 }
 
-async function joinAll(n, concurrency, onFrame) {
+/** `n` users joining, `concurrency` at a time; user i into `roomOf(i)` (by default the one room). */
+async function joinAll(n, concurrency, onFrame, roomOf = () => room) {
   const sockets = [];
   let next = 0;
   const lane = async () => {
-    while (next < n) sockets.push(await open(`u${next++}`, onFrame));
+    while (next < n) {
+      const i = next++;
+      sockets.push(await open(`u${i}`, onFrame, roomOf(i)));
+    }
   };
   await Promise.all(Array.from({ length: concurrency }, lane));
   return sockets;
@@ -170,15 +174,12 @@ async function roomJoins() {
   const t0 = now();
   await storageOps(); // from here on
   await profiler.start();
-  let next = 0;
-  const lane = async () => {
-    while (next < n) {
-      const i = next++;
-      const r = Math.floor(i / perRoom);
-      sockets.push(await open(`u${r}-${i % perRoom}`, () => {}, `${room}-${r}`));
-    }
-  };
-  await Promise.all(Array.from({ length: 50 }, lane));
+  sockets = await joinAll(
+    n,
+    50,
+    () => {},
+    (i) => `${room}-${Math.floor(i / perRoom)}`,
+  );
   console.log(`${Math.round(n / ((now() - t0) / 1000))} joins/s`);
   if (!FLOOR) {
     const ops = await storageOps();

@@ -79,9 +79,7 @@ export function formatTable(report) {
   const lines = [
     `Bench ${report.smoke ? "(smoke) " : ""}${report.date.slice(0, 16).replace("T", " ")} UTC — ${report.machine.cores} cores (${report.machine.cpu}), Node ${report.machine.node}, ${report.threads} load threads${report.rounds > 1 ? `, median of ${report.rounds} interleaved rounds` : ""}`,
     "",
-    `| ${head.join(" | ")} |`,
-    `|${head.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
-    ...rows.map((r) => `| ${r.join(" | ")} |`),
+    ...markdownTable(head, rows),
   ];
   if (rows.length === 0) lines.splice(2);
   if (R.manyRooms) lines.push("", ...formatSmallRooms(report));
@@ -125,7 +123,7 @@ export function formatSmallRooms(report) {
     return [metric, fmt(floor), fmt(durable), fmt(room), ratio(room, floor), ratio(room, durable), judged];
   });
   const head = ["small rooms", "floor", "durable floor", "room", "room/floor", "room/durable floor", "target (÷ durable floor)"];
-  return [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)];
+  return markdownTable(head, rows);
 }
 
 /**
@@ -164,7 +162,13 @@ export function formatBrowser(report) {
     "room, no deflate",
     "deflate ÷ no deflate (room)",
   ];
-  return [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)];
+  return markdownTable(head, rows);
+}
+
+/** A markdown table: the first column left-aligned (names), the others right (figures). */
+function markdownTable(head, rows) {
+  const align = head.map((_, i) => (i === 0 ? "---" : "---:"));
+  return [`| ${head.join(" | ")} |`, `|${align.join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)];
 }
 
 const us = (x) => (Number.isFinite(x) ? fmt(Math.round(x * 100) / 100) : "—");
@@ -199,7 +203,7 @@ export function formatGiant(report) {
     "room (unsharded)",
     shardLabel ?? "sharded",
   ];
-  const lines = [`| ${head.join(" | ")} |`, "|---|---:|---:|", ...rows.map((r) => `| ${r.join(" | ")} |`)];
+  const lines = markdownTable(head, rows);
   if (!sharded || report.smoke) return lines;
   lines.push("", `At the edge (derived from the figures above; assumptions in bench/RESULTS.md), ${fmt(EDGE.sockets)} sockets:`);
   for (const shards of [Math.ceil(EDGE.sockets / EDGE.maxSocketsPerObject), 8, 16, 64]) {

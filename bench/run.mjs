@@ -475,19 +475,34 @@ async function shardSockets(room) {
  */
 async function freshServer() {
   log("restarting wrangler dev for the giant scenario's profiles");
+  await restartServer();
+  await warmUp(TARGETS.room);
+}
+
+/** Every socket drops; the workerd processes are new, so their pids are found again. */
+async function restartServer() {
   await server.restart();
+  findProcesses();
+}
+
+function findProcesses() {
   pids = workerdPids(server.pid());
   isolate = isolatePid(pids, server.port);
-  await connectRooms(TARGETS.room, "warmup-giant", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
+}
+
+/**
+ * Unmeasured connections: the first ones to a fresh server pay for compiling the Worker and its
+ * classes, which no measured target should carry alone.
+ */
+async function warmUp(target) {
+  await connectRooms(target, "warmup", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
   await closeRooms();
 }
 
 /** Idle memory on a freshly started workerd: RSS before and after the idle connections. */
 async function memory(target) {
   const { rooms, perRoom } = PLAN.memory;
-  await server.restart();
-  pids = workerdPids(server.pid());
-  isolate = isolatePid(pids, server.port);
+  await restartServer();
   // One connection first, so compiling the Worker is not counted as connection memory.
   const warm = await connectRooms(target, "memwarm", 1, 1, 1);
   await closeRooms();
@@ -539,8 +554,7 @@ async function main() {
   const copy = snapshot();
   const { startDevServer } = await import(join(copy, "scripts", "devserver.mjs"));
   server = await startDevServer({ vars: VARS, config: "bench/wrangler.toml", ...(persistTo ? { persistTo } : {}) });
-  pids = workerdPids(server.pid());
-  isolate = isolatePid(pids, server.port);
+  findProcesses();
   log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")} (the Worker's: ${isolate})`);
   const results = {};
   const everyRound = {};
@@ -549,12 +563,9 @@ async function main() {
   /** Small rooms are measured against both floors: the room's own cost is what it adds to the durable one. */
   const small = [TARGETS.floor, TARGETS.durable, TARGETS.room];
   try {
-    // Unmeasured: the first connections to a fresh server pay for compiling the Worker and its
-    // classes, and whichever target went first would carry that cost alone.
     for (const target of [...targets, TARGETS.durable]) {
       log(`warm-up: ${target.label}`);
-      await connectRooms(target, "warmup", 1, PLAN.handshakes.n / 10, PLAN.handshakes.concurrency);
-      await closeRooms();
+      await warmUp(target);
     }
     for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms, browser, giant })) {
       if (!want(name)) continue;
