@@ -46,6 +46,11 @@ export const CloseCode = {
 
 const utf8 = new TextEncoder();
 export const utf8Length = (s: string): number => utf8.encode(s).byteLength;
+/**
+ * Whether `s` is over `maxBytes` of UTF-8. A UTF-16 code unit is at most 3 UTF-8 bytes (and at
+ * least 1), so only strings between a third of the limit and the limit are encoded to tell.
+ */
+export const overBytes = (s: string, maxBytes: number): boolean => s.length > maxBytes || (s.length * 3 > maxBytes && utf8Length(s) > maxBytes);
 
 const Id = z.string().min(1).max(MAX_ID_LENGTH);
 const Seq = z.number().int().nonnegative();
@@ -63,7 +68,7 @@ export const DirectFrame = z.object({
   data: z.unknown(),
   id: Id.optional(),
 });
-export const PresenceState = z.record(z.string(), z.unknown()).refine((s) => utf8Length(JSON.stringify(s)) <= MAX_PRESENCE_STATE_BYTES, {
+export const PresenceState = z.record(z.string(), z.unknown()).refine((s) => !overBytes(JSON.stringify(s), MAX_PRESENCE_STATE_BYTES), {
   error: `presence state must be at most ${MAX_PRESENCE_STATE_BYTES} bytes serialized`,
 });
 export const PresenceFrame = z.object({
@@ -94,8 +99,7 @@ export type ParsedFrame = { frame: ClientFrame } | { code: ErrorCode; message: s
 /** Cheap checks first (binary, size, JSON); zod only on what is left. */
 export function parseClientFrame(message: string | ArrayBuffer, maxBytes: number): ParsedFrame {
   if (typeof message !== "string") return { code: "bad_request", message: "binary frames are not accepted" };
-  // A UTF-16 code unit is at most 3 UTF-8 bytes, so short frames skip the byte count.
-  if (message.length > maxBytes || (message.length * 3 > maxBytes && utf8Length(message) > maxBytes)) {
+  if (overBytes(message, maxBytes)) {
     return { code: "too_large", message: `frame exceeds ${maxBytes} bytes` };
   }
   let raw: unknown;

@@ -5,7 +5,7 @@
 // and its consumer's (worker/webhooks.ts); the room retries only a send the queue refused, on
 // its alarm. Sends run after the current event's work, one at a time, so they never delay a
 // socket and what piles up during one send leaves together in the next.
-import { utf8Length, type UserRef, type WebhookEvent } from "../protocol";
+import { overBytes, utf8Length, type UserRef, type WebhookEvent } from "../protocol";
 
 /** An event before the outbox gives it its id, room and time. */
 export type EventInput = WebhookEvent extends infer E ? (E extends WebhookEvent ? Omit<E, "id" | "room" | "ts"> & { ts?: number } : never) : never;
@@ -85,7 +85,7 @@ export class Webhooks {
     const { type, ...fields } = input;
     const event = { type, id: `${room}:${epoch}:${n}`, room, ts: Date.now(), ...fields } as WebhookEvent;
     let text = JSON.stringify(event);
-    if (event.type === "message" && utf8Length(text) > MAX_EVENT_BYTES) {
+    if (event.type === "message" && overBytes(text, MAX_EVENT_BYTES)) {
       const { data: _dropped, ...rest } = event;
       text = JSON.stringify({ ...rest, dataTooLarge: true });
     }
