@@ -4,8 +4,8 @@
 // commits anyway; what no publish carries is written by the room's alarm, FLUSH_WITHIN_MS after
 // the counts changed. An alarm per second instead cost each busy small room an alarm run, two
 // setAlarm calls and a commit of its own every second (issue #15). A crash can lose up to that
-// last second of counts; hibernation cannot,
-// because the room hibernates only after ~10 s of silence and the alarm fires before that.
+// last second of counts; hibernation cannot, because the room hibernates only after ~10 s of
+// silence and the alarm fires before that.
 
 const KEYS = ["published", "delivered", "rejected", "rateLimited"] as const;
 export type CounterName = (typeof KEYS)[number];
