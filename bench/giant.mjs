@@ -67,7 +67,7 @@ function scriptLabeler(source) {
 
 const ROOT = /^(Room\.(shardPublish|snapshot|range|shardMembers|shardState|shardDirect|historyFrames)|Fanout\.)/;
 const INTAKE = /^Room\.(webSocketMessage|#viaRoot)/;
-const SHARD = /^(Room\.(stream|#take|#repair|#deliverMessage|#deliverEvent|#sendReports|shardResync|shardStats)|Outbox\.|Delivery\.)/;
+const SHARD = /^(Room\.(stream|#take|#repair|#deliverMessage|#deliverEvent|#sendReports|shardStats)|Outbox\.|Delivery\.)/;
 
 /** Which side a stack (outermost first) is: root, intake, shard, native (no JS), or other. */
 export function sideOf(labels) {

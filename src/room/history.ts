@@ -54,6 +54,12 @@ export class History {
     return rows.rowsWritten > 0;
   }
 
+  /** The deleted messages' seqs from `from` on, oldest first (a shard re-reading moderation). */
+  deletedFrom(from: number): number[] {
+    const rows = this.sql.exec<{ seq: number }>(`SELECT seq FROM messages WHERE seq >= ? AND frame = ? ORDER BY seq`, from, TOMBSTONE);
+    return rows.toArray().map((r) => Number(r.seq));
+  }
+
   /** The oldest seq still retained (seq + 1 when the log is empty). */
   oldest(): number {
     const row = this.sql.exec(`SELECT MIN(seq) AS s FROM messages`).one();

@@ -75,6 +75,11 @@ export class Presence {
     return this.#members.get(uid)?.sessions ?? [];
   }
 
+  /** How many connections `uid` has here. */
+  connections(uid: string): number {
+    return this.#members.get(uid)?.sessions.size ?? 0;
+  }
+
   setState(uid: string, state: State): void {
     const member = this.#members.get(uid);
     if (!member) return;

@@ -8,7 +8,7 @@ import { DurableObject } from "cloudflare:workers";
 import { loadConfig, shardsFor, type Config } from "../config";
 import { capabilitiesFor, isFailure, verifyToken } from "../worker/auth";
 import { errorResponse, failure } from "../worker/http";
-import { Bans } from "./bans";
+import { Bans, type Ban } from "./bans";
 import { Counters, FLUSH_WITHIN_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
@@ -18,6 +18,7 @@ import { IdempotencyKeys } from "./idempotency";
 import { Presence } from "./presence";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
 import { ResumeTokens } from "./resume-token";
+import { Serial } from "./serial";
 import {
   Fanout,
   Mirror,
@@ -25,10 +26,12 @@ import {
   ShardedMembers,
   Tail,
   type MemberCount,
+  type Moderation,
   type ShardRole,
   type ShardTarget,
   type Snapshot,
   type StreamItem,
+  TAIL_SIZE,
 } from "./shards";
 import {
   CloseCode,
@@ -70,7 +73,7 @@ export interface Join {
 /** What a shard holds of the root's state (shards.ts); made by its first snapshot. */
 interface ShardState {
   role: ShardRole;
-  /** One stub for this instance's life: publishes reach the root in the order they were sent. */
+  /** One stub, so publishes reach the root in the order they were sent; replaced after it threw. */
   root: DurableObjectStub<Room>;
   epoch: string;
   tokens: ResumeTokens;
@@ -78,10 +81,15 @@ interface ShardState {
   head: number;
   tail: Tail;
   mirror: Mirror;
-  /** stream calls are handled one after another while a gap is being repaired */
-  inbound: Promise<void>;
-  /** member counts not yet reported to the root, sent together once this turn's events have run */
-  reports: Map<string, MemberCount>;
+  /** stream calls, repairs and kicks, one after another (a gap is repaired before anything newer goes out) */
+  intake: Serial;
+  /** the highest seq the root is known to have reached: what a retry repairs up to */
+  want: number;
+  /** a step or a report failed: the next alarm resyncs from the root */
+  retry: boolean;
+  /** users (id → name) whose count the root is told next, together once this turn's events have run */
+  reports: Map<string, string>;
+  /** the next report is the whole membership, replacing what the root had for this shard */
   replace: boolean;
 }
 export const JOIN_HEADER = "x-edgerooms-join";
@@ -226,8 +234,6 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const join = JSON.parse(header) as Join;
     if (join.shard) return this.#joinShard(join);
     this.#named(join.room);
-    const banned = this.#refuseBanned(join.user.id);
-    if (banned) return banned;
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry.
     const scope = { room: join.room, epoch: this.#epoch, user: join.user.id };
@@ -250,9 +256,13 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   /**
    * Accepts the socket and welcomes it, then sends what it missed: all in one synchronous run,
-   * so nothing new can overtake the replay. Shared by rooms and shards (#joinShard).
+   * so nothing new can overtake the replay. Shared by rooms and shards (#joinShard). The ban is
+   * checked here, in the same run as the accept: a kick while the join awaited (a token check,
+   * a root call) has set the ban by now, and its close would have missed this socket.
    */
   #admit(join: Join, w: { epoch: string; seq: number; resume: string; recovered?: boolean; missed: Iterable<string[]> }): Response {
+    const banned = this.#refuseBanned(join.user.id);
+    if (banned) return banned;
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
     const attachment: Attachment = {
@@ -298,7 +308,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       for (const frame of page) this.#delivery.send(session, frame);
       this.#count("delivered", page.length);
     }
-    if (first) this.#announce("join", session.user.id, session);
+    this.#joined(session, first);
     this.#sweepBy(Math.min(now + this.#config.IDLE_TIMEOUT_SEC * 1000, session.expiresAt));
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -314,12 +324,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('shard_role', ?)`, JSON.stringify(this.#role));
     }
     const shard = await this.#shardState();
-    const banned = this.#refuseBanned(join.user.id);
-    if (banned) return banned;
     // A client that saw more on another shard than this one has delivered yet: catch up first.
     if (join.since !== undefined && join.epoch === shard.epoch && join.since > shard.head) {
       const since = join.since;
-      await (shard.inbound = shard.inbound.then(() => this.#repair(shard, since)));
+      await shard.intake.run(() => this.#repair(shard, since));
     }
     const scope = { room: join.room, epoch: shard.epoch, user: join.user.id };
     const proven = await shard.tokens.verify(join.resume, scope);
@@ -330,7 +338,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     let fetched: { frames: string[]; upTo: number } | null = null;
     if (recovered && shard.tail.after(since!, shard.head) === undefined) {
       const upTo = shard.head;
-      const { first, frames } = await shard.root.range(since! + 1, upTo);
+      const { first, frames } = await this.#toRoot(shard, (root) => root.range(since! + 1, upTo));
       if (first !== since! + 1)
         recovered = false; // some of it is past the root's retention
       else fetched = { frames: frames.map((f, i) => replayFrame(f, first + i)), upTo };
@@ -500,7 +508,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const session = this.#sessions.get(ws);
     if (session) {
       this.#sessions.delete(ws);
-      if (this.#presence.remove(session)) this.#announceLeave(session.user);
+      this.#left(session.user, this.#presence.remove(session));
       return;
     }
     // Not in the index: the room closed it itself (and announced then), or it closed while the
@@ -511,7 +519,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     if (!attachment || attachment.x) return;
     if (this.#presence.has(attachment.u) || this.#leftWhileAsleep.has(attachment.u)) return;
     this.#leftWhileAsleep.add(attachment.u);
-    this.#announceLeave({ id: attachment.u, name: attachment.n });
+    this.#left({ id: attachment.u, name: attachment.n }, true);
   }
 
   /** The room closes a socket itself (abuse, idle): mark it, close it, announce at once. */
@@ -528,7 +536,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#delivery.flush(session);
     closeQuietly(session.ws, code, reason);
     this.#sessions.delete(session.ws);
-    if (this.#presence.remove(session)) this.#announceLeave(session.user);
+    this.#left(session.user, this.#presence.remove(session));
   }
 
   // ---- alarm: held presence, counter flush, idle sweep -----------------------------------
@@ -544,8 +552,9 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const now = Date.now();
     this.#delivery.flushHeld(now);
     if (this.#crowd.pending) this.#countSoon(now);
-    // Shards whose stream call failed are told the current seq, and fetch what they missed.
+    // Shards whose call failed are resynced (root); a shard whose own step failed resyncs itself.
     if (this.#fanout?.failed.size) this.#fanout.flush(this.#history.seq);
+    if (this.#shardReady?.retry) this.#retry(this.#shardReady);
     this.#counters.flush(now);
     this.#webhooks?.drain();
     if (now >= this.#sweepAt) this.#sweepAt = this.#sweep(now);
@@ -619,21 +628,16 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    */
   async kick(room: string, uid: string, banSec: number | undefined, reason: string | undefined): Promise<KickResult> {
     this.#named(room);
-    if (banSec !== undefined) {
-      const ban = { uid, until: Date.now() + banSec * 1000 };
-      this.#bans.set(ban);
-      if (this.#fanout) {
-        this.#fanout.push({ text: "", ban });
-        // Sent now, ahead of the kicks below on the same stubs: a shard has the ban before it closes.
-        this.#fanout.flush();
-      }
-    }
+    const ban: Ban | undefined = banSec === undefined ? undefined : { uid, until: Date.now() + banSec * 1000 };
+    if (ban) this.#bans.set(ban);
     const why = closeReason(reason);
     let closed = this.#kickHere(uid, why);
     if (this.#fanout) {
-      const fanout = this.#fanout;
-      const counts = await Promise.all(this.#members!.shardsOf(uid).map((i) => fanout.stubOf(i).shardKick(uid, why)));
-      for (const n of counts) closed += n;
+      // A root that dies before every shard has the ban resyncs them all when this alarm wakes it.
+      if (ban) this.#scheduleAlarm(Date.now() + REPAIR_AFTER_MS);
+      // Every shard, not only those a report placed the user on: one may be admitting a socket
+      // of theirs right now. Each sets the ban before it closes, as here.
+      for (const n of await this.#fanout.everyShard((shard) => shard.shardKick(uid, why, ban))) closed += n;
     }
     this.#webhooks?.emit({
       type: "kick",
@@ -662,7 +666,12 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#webhooks?.emit({ type: "delete", seq });
     const text = JSON.stringify({ type: "delete", seq });
     this.#count("delivered", this.#delivery.broadcast(text));
-    this.#fanout?.push({ text, deleted: seq });
+    if (this.#fanout) {
+      this.#fanout.push({ text, deleted: seq });
+      // As for a ban: should this instance die before the stream call goes out, the alarm wakes
+      // a new one, which resyncs every shard (and each re-reads its deletes from here).
+      this.#scheduleAlarm(Date.now() + REPAIR_AFTER_MS);
+    }
     return { deleted: seq };
   }
 
@@ -721,30 +730,35 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       (i) => this.env.ROOMS.get(this.env.ROOMS.idFromName(shardName(room, i))),
       () => this.#scheduleAlarm(Date.now() + REPAIR_AFTER_MS),
     );
-    // A restarted root may still count sockets that died with a shard: every shard reports again.
-    // Anything it had queued for them and not sent is fetched by the shards (they repair up to its seq).
-    if (waking) {
-      const seq = this.#history.seq;
-      for (let i = 0; i < count; i++)
-        this.#fanout
-          .stubOf(i)
-          .shardResync(seq)
-          .catch(() => {});
-    }
+    // A restarted root may have lost calls it had queued or in flight, and may still count
+    // sockets that died with a shard: every shard repairs up to its seq, re-reads moderation
+    // and reports its whole membership again.
+    if (waking) this.#fanout.resync(this.#history.seq);
   }
 
   /** A shard's view of this root at one instant (shards.ts). */
   snapshot(room: string): Snapshot {
     this.#named(room);
-    const counting = this.#crowd.counting;
+    const users = this.#crowd.counting ? null : (this.#members?.list() ?? []);
     return {
       epoch: this.#epoch,
       seq: this.#history.seq,
       resumeKey: this.#meta("resume_key"),
-      users: counting ? null : (this.#members?.list() ?? []),
+      users,
+      shards: this.#perShard(users ?? []),
       count: this.#users,
       bans: this.#bans.list(),
     };
+  }
+
+  /** What a shard re-reads on a resync: the bans running, and the deletes from `from` on. */
+  moderation(room: string, from: number): Moderation {
+    this.#named(room);
+    return { bans: this.#bans.list(), deleted: this.#history.deletedFrom(from) };
+  }
+
+  #perShard(users: PresenceEntry[]): Record<string, [number, number][]> {
+    return Object.fromEntries(users.map((u) => [u.id, this.#members!.perShard(u.id)]));
   }
 
   /**
@@ -793,9 +807,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   shardMembers(room: string, shard: number, counts: MemberCount[], replace: boolean): void {
     this.#named(room);
     if (!this.#members) return;
-    const { joined, left } = this.#members.report(shard, counts, replace);
+    const { joined, left, changed } = this.#members.report(shard, counts, replace);
     for (const uid of left) this.#announceLeave({ id: uid, name: counts.find((c) => c.uid === uid)?.name ?? uid });
     for (const uid of joined) this.#announce("join", uid);
+    for (const uid of changed) this.#announce("conns", uid);
   }
 
   // ---- sharded rooms (shards.ts): a shard's side ------------------------------------------
@@ -816,8 +831,22 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     return this.#shardReady;
   }
 
+  #rootOf(role: ShardRole): DurableObjectStub<Room> {
+    return this.env.ROOMS.get(this.env.ROOMS.idFromName(role.room));
+  }
+
+  /** A call to the root; a stub that threw is replaced (it may stay broken), and the error is the caller's. */
+  async #toRoot<T>(shard: ShardState, call: (root: DurableObjectStub<Room>) => Promise<T>): Promise<T> {
+    try {
+      return await call(shard.root);
+    } catch (err) {
+      shard.root = this.#rootOf(shard.role);
+      throw err;
+    }
+  }
+
   async #snapshotFrom(role: ShardRole): Promise<ShardState> {
-    const root = this.env.ROOMS.get(this.env.ROOMS.idFromName(role.room));
+    const root = this.#rootOf(role);
     // (RPC types turn `unknown` presence state into `never`; the value is the Snapshot sent.)
     const snap = await (root.snapshot(role.room) as Promise<Snapshot>);
     // The head the sockets here last got survives hibernation; a new shard, or one whose root
@@ -825,9 +854,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const stored = this.#sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'shard_head'`).toArray()[0];
     const kept = stored ? (JSON.parse(stored.value) as { epoch: string; head: number }) : undefined;
     const head = kept && kept.epoch === snap.epoch ? kept.head : snap.seq;
-    const mirror = new Mirror();
+    const mirror = new Mirror(role.index, (uid) => this.#presence.connections(uid));
     mirror.reset(snap, Session.nextOrder);
-    this.#bans.replace(snap.bans);
     const shard: ShardState = {
       role,
       root,
@@ -836,13 +864,17 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       head,
       tail: new Tail(),
       mirror,
-      inbound: Promise.resolve(),
+      intake: new Serial(() => this.#retrySoon(shard)),
+      want: snap.seq,
+      retry: false,
       reports: new Map(),
       replace: false,
     };
     this.#storeHead(shard);
     this.#shardReady = shard;
-    if (head < snap.seq) shard.inbound = this.#repair(shard, snap.seq);
+    // Sockets that outlived the last instance (hibernated) and whose user was banned meanwhile.
+    this.#enforce(snap.bans);
+    if (head < snap.seq) shard.intake.run(() => this.#repair(shard, snap.seq)).catch(stepFailed);
     return shard;
   }
 
@@ -851,37 +883,37 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('shard_head', ?)`, value);
   }
 
-  /** The root's stream: messages and presence in the root's order, delivered with this shard's batching. */
+  /** The root's stream: messages, deletes and presence in the root's order, delivered with this shard's batching. */
   async stream(items: StreamItem[], rootSeq: number | null): Promise<void> {
     if (!this.#role) return; // no socket ever joined this shard: nobody to deliver to, nothing to keep
     const shard = await this.#shardState();
-    shard.inbound = shard.inbound.then(() => this.#take(shard, items, rootSeq));
-    return shard.inbound;
+    return shard.intake.run(() => this.#take(shard, items, rootSeq));
   }
 
+  /**
+   * One stream call, item by item in the root's order: consecutive messages go out together
+   * (#deliverMessages); anything else goes after the messages before it, so a delete never
+   * overtakes its own message on the sockets or in the tail.
+   */
   #take(shard: ShardState, items: StreamItem[], rootSeq: number | null): Promise<void> | void {
     const before = shard.head;
-    // Consecutive messages go out together (#deliverMessages); anything else goes after them.
     let run: string[] = [];
     const sendRun = () => {
       if (run.length > 0) this.#deliverMessages(shard, run);
       run = [];
     };
     for (const [k, item] of items.entries()) {
-      if (item.ban) {
-        this.#bans.set(item.ban);
-        continue;
-      }
-      if (item.deleted !== undefined) {
-        shard.tail.forget(item.deleted);
-        this.#count("delivered", this.#delivery.broadcast(item.text));
-        continue;
-      }
       if (item.seq === undefined) {
         sendRun();
-        this.#deliverEvent(shard, item);
+        if (item.deleted !== undefined && item.deleted > shard.head) {
+          // Its message never reached this shard (a lost call): the repair brings the delete in its place.
+          return this.#repair(shard, item.deleted).then(() => this.#take(shard, items.slice(k + 1), rootSeq));
+        }
+        if (item.deleted !== undefined) this.#deleted(shard, item.deleted, item.text);
+        else this.#deliverEvent(shard, item);
         continue;
       }
+      shard.want = Math.max(shard.want, item.seq);
       const next = shard.head + run.length + 1;
       if (item.seq < next) continue; // already delivered (a repair fetched it)
       if (item.seq > next) {
@@ -893,14 +925,53 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     }
     sendRun();
     if (shard.head !== before) this.#storeHead(shard);
-    if (rootSeq !== null && rootSeq > shard.head) return this.#repair(shard, rootSeq);
+    if (rootSeq !== null) return this.#resync(shard, rootSeq);
+  }
+
+  /** Message `seq` was deleted: out of the tail, and its delete to every socket here. */
+  #deleted(shard: ShardState, seq: number, text = JSON.stringify({ type: "delete", seq })): void {
+    shard.tail.forget(seq);
+    this.#count("delivered", this.#delivery.broadcast(text));
+  }
+
+  /**
+   * Calls to this shard may have been lost (the root restarted, or a call failed): what they
+   * carried is recovered from the root's storage. Messages up to `rootSeq` by the gap repair;
+   * bans and deletes by re-reading them; presence by reporting the whole membership again.
+   */
+  async #resync(shard: ShardState, rootSeq: number): Promise<void> {
+    shard.want = Math.max(shard.want, rootSeq);
+    await this.#repair(shard, shard.want);
+    // Deletes of anything a socket here may still show: the tail's reach back from the head.
+    const from = Math.max(1, shard.head - TAIL_SIZE + 1);
+    const mod = await this.#toRoot(shard, (root) => root.moderation(shard.role.room, from) as Promise<Moderation>);
+    this.#bans.replace(mod.bans);
+    this.#enforce(mod.bans);
+    for (const seq of mod.deleted) if (seq <= shard.head && shard.tail.forget(seq)) this.#deleted(shard, seq);
+    this.#reportAll(shard);
+  }
+
+  /** Closes this shard's sockets of banned users (4403), wherever the ban came from. */
+  #enforce(bans: Ban[]): void {
+    for (const ban of bans) if (this.#bans.until(ban.uid) !== undefined) this.#kickHere(ban.uid, closeReason(undefined));
+  }
+
+  /** A step or a report failed: resync from the root on the next alarm. */
+  #retrySoon(shard: ShardState): void {
+    shard.retry = true;
+    this.#scheduleAlarm(Date.now() + REPAIR_AFTER_MS);
+  }
+
+  #retry(shard: ShardState): void {
+    shard.retry = false;
+    shard.intake.run(() => this.#resync(shard, shard.want)).catch(stepFailed);
   }
 
   /** Fetches and delivers what this shard missed, up to `upTo`, a page at a time. */
   async #repair(shard: ShardState, upTo: number): Promise<void> {
     while (shard.head < upTo) {
       const to = Math.min(upTo, shard.head + REPAIR_PAGE);
-      const { first, frames } = await shard.root.range(shard.head + 1, to);
+      const { first, frames } = await this.#toRoot(shard, (root) => root.range(shard.head + 1, to));
       // Messages past the root's retention are gone for good: skip exactly those. A client that
       // resumes from before them is told recovered:false.
       if (first > shard.head + 1) shard.head = first - 1;
@@ -915,23 +986,28 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   /**
    * The messages after the shard's head, in order, sent to each socket together
-   * (Delivery.broadcastAll); a TOMBSTONE (deleted before this shard got it) only moves the head.
+   * (Delivery.broadcastAll). A TOMBSTONE (deleted before this shard got it) goes out as its
+   * delete, as in a replay, so every client's position passes it.
    */
   #deliverMessages(shard: ShardState, texts: string[]): void {
-    for (const text of texts) shard.tail.push(++shard.head, text);
-    this.#count("delivered", this.#delivery.broadcastAll(texts.filter((t) => t !== TOMBSTONE)));
+    const frames = texts.map((text) => {
+      shard.tail.push(++shard.head, text);
+      return replayFrame(text, shard.head);
+    });
+    this.#count("delivered", this.#delivery.broadcastAll(frames));
   }
 
-  /** The root's kick: after the stream items sent before it (its ban among them), closes `uid`'s sockets here. */
-  async shardKick(uid: string, reason: string): Promise<number> {
-    if (!this.#role) return 0;
+  /**
+   * The root's kick, after the stream items sent before it: sets the ban (if any) here, then
+   * closes `uid`'s sockets, so a join that was under way is refused when it reaches #admit.
+   */
+  async shardKick(uid: string, reason: string, ban?: Ban): Promise<number> {
+    if (!this.#role) return 0; // no socket ever joined: a first join's snapshot carries the ban
     const shard = await this.#shardState();
-    let closed = 0;
-    const kick = () => {
-      closed = this.#kickHere(uid, reason);
-    };
-    await (shard.inbound = shard.inbound.then(kick, kick));
-    return closed;
+    return shard.intake.run(() => {
+      if (ban) this.#bans.set(ban);
+      return this.#kickHere(uid, reason);
+    });
   }
 
   #deliverEvent(shard: ShardState, item: StreamItem): void {
@@ -941,68 +1017,73 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       this.#count("delivered", targets.length);
       return;
     }
-    // A join goes only to sessions whose welcome did not list the user already.
-    this.#announceText(item.text, shard.mirror.apply(item, Session.nextOrder));
+    const before = shard.mirror.apply(item, Session.nextOrder);
+    // A count change updates the mirror only; a join goes to sessions whose welcome did not list the user.
+    if (item.event !== "conns") this.#announceText(item.text, before);
   }
 
   /** Sends a frame's work to the root; a failed call is answered as the frame's error. */
   #viaRoot(session: Session, id: string | undefined, call: (root: DurableObjectStub<Room>, room: string) => Promise<unknown>): void {
     void this.#shardState()
-      .then((shard) => call(shard.root, shard.role.room))
+      .then((shard) => this.#toRoot(shard, (root) => call(root, shard.role.room)))
       .catch(() =>
         this.#send(session, { type: "error", code: "internal", message: "the room is unavailable; try again", ...(id === undefined ? {} : { id }) }),
       );
   }
 
-  /** Queues this shard's count of `uid` for the root; reports go together once this turn's events have run. */
-  #report(uid: string, name?: string): void {
-    const user = this.#presence.user(uid);
-    const conns = [...this.#presence.sessionsOf(uid)].length;
+  /** A socket opened here: a shard tells its root the user's count; a room announces a first connection. */
+  #joined(session: Session, first: boolean): void {
+    if (this.#role) return this.#report(session.user);
+    if (first) this.#announce("join", session.user.id, session);
+  }
+
+  /** A socket closed here: a shard tells its root the user's count; a room announces a last connection. */
+  #left(user: UserRef, last: boolean): void {
+    if (this.#role) {
+      this.#shardNow()?.mirror.changed();
+      return this.#report(user);
+    }
+    if (last) this.#announceLeave(user);
+  }
+
+  /** Queues `user`'s count here for the root; reports go together once this turn's events have run. */
+  #report(user: UserRef): void {
     void this.#shardState()
       .then((shard) => {
-        shard.reports.set(uid, { uid, name: user?.name ?? name ?? uid, conns });
+        shard.reports.set(user.id, user.name);
         this.#sendReports(shard);
       })
       .catch(reportLost);
   }
 
-  /** After a restart or when the root asks: this shard's whole membership, replacing what the root had. */
+  /** This shard's whole membership, replacing what the root had (after a restart or a resync). */
   #reportAll(shard: ShardState): void {
     shard.replace = true;
-    for (const uid of this.#presence.uids()) {
-      shard.reports.set(uid, { uid, name: this.#presence.user(uid)!.name, conns: [...this.#presence.sessionsOf(uid)].length });
-    }
     this.#sendReports(shard);
   }
 
+  /**
+   * Counts are read when the report goes, not when it was asked for: a user whose sockets
+   * came and went within the turn is reported once, as they are. A report that fails is not
+   * lost: the next one, on the alarm's resync, is the whole membership.
+   */
   #sendReports(shard: ShardState): void {
-    if (shard.reports.size === 0 && !shard.replace) return;
     if (this.#reporting) return;
     this.#reporting = true;
     setTimeout(() => {
       this.#reporting = false;
-      const counts = [...shard.reports.values()];
       const replace = shard.replace;
-      shard.reports.clear();
+      const names = shard.reports;
+      if (replace) for (const uid of this.#presence.uids()) names.set(uid, this.#presence.user(uid)!.name);
+      shard.reports = new Map();
       shard.replace = false;
-      shard.root.shardMembers(shard.role.room, shard.role.index, counts, replace).catch(() => {
-        // The root is restarting: it asks every shard to report again when it wakes.
-      });
+      if (names.size === 0 && !replace) return;
+      const counts: MemberCount[] = [...names].map(([uid, name]) => ({ uid, name, conns: this.#presence.connections(uid) }));
+      this.#toRoot(shard, (root) => root.shardMembers(shard.role.room, shard.role.index, counts, replace)).catch(() => this.#retrySoon(shard));
     }, 0);
   }
 
   #reporting = false;
-
-  /** The root woke up: report the whole membership again, and fetch up to its seq. */
-  shardResync(rootSeq: number): void {
-    if (!this.#role) return;
-    void this.#shardState()
-      .then((shard) => {
-        this.#reportAll(shard);
-        shard.inbound = shard.inbound.then(() => this.#repair(shard, rootSeq));
-      })
-      .catch(reportLost);
-  }
 
   shardStats(): { connections: number; delivered: number } {
     return { connections: this.#sessions.size, delivered: this.#counters.values.delivered };
@@ -1020,22 +1101,27 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     return true;
   }
 
-  /** A user's first connection (`joiner`), or a state change. A shard reports it to its root instead. */
-  #announce(event: "join" | "update", uid: string, joiner?: Session): void {
-    if (this.#role) return this.#report(uid);
+  /**
+   * A user's first connection (`joiner`), or a state change; in a sharded root also a change of
+   * a user's connection count (`conns`), which only updates the shards' mirrors.
+   */
+  #announce(event: "join" | "update" | "conns", uid: string, joiner?: Session): void {
     const entry = this.#members ? this.#members.entry(uid) : this.#presence.user(uid);
     if (!entry) return;
     if (event === "join") this.#webhooks?.joined({ id: entry.id, name: entry.name });
+    if (event === "conns") {
+      if (!this.#crowd.absorbs(this.#users)) this.#fanout!.push({ text: "", uid, event, entry: this.#members!.entry(uid)!, shards: this.#members!.perShard(uid) });
+      return;
+    }
     if (this.#counted()) return;
     const user = { id: entry.id, name: entry.name, state: entry.state };
     const text = JSON.stringify({ type: "presence", event, user });
-    if (this.#fanout) return this.#fanout.push({ text, uid, event, entry: this.#members!.entry(uid)! });
+    if (this.#fanout) return this.#fanout.push({ text, uid, event, entry: this.#members!.entry(uid)!, shards: this.#members!.perShard(uid) });
     this.#announceText(text, joiner?.order);
   }
 
-  /** A user's last connection is gone. A shard reports it to its root instead. */
+  /** A user's last connection is gone. */
   #announceLeave(user: UserRef): void {
-    if (this.#role) return this.#report(user.id, user.name);
     this.#webhooks?.left(user);
     if (this.#counted()) return;
     const text = JSON.stringify({ type: "presence", event: "leave", user: { ...user, state: {} } });
@@ -1074,7 +1160,7 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       const list = this.#members ? this.#members.list() : null;
       const text = `{"type":"presence","event":"sync","users":${list ? JSON.stringify(list) : this.#presence.listJson()}}`;
       this.#delivery.broadcast(text);
-      this.#fanout?.push({ text, event: "sync", users: list ?? [] });
+      this.#fanout?.push({ text, event: "sync", users: list ?? [], shardsOf: this.#perShard(list ?? []) });
     }
   }
 
@@ -1105,8 +1191,11 @@ function closeReason(reason: string | undefined): string {
   return text;
 }
 
-/** A shard whose root is unreachable drops its report: a root that restarts asks every shard to report again (shardResync). */
+/** A shard whose first snapshot failed cannot report yet: its next join or the root's resync makes one. */
 function reportLost(): void {}
+
+/** A failed step of a shard's intake has already scheduled its retry (Serial's onFailure). */
+function stepFailed(): void {}
 
 function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   try {

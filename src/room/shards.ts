@@ -44,14 +44,17 @@ export interface StreamItem {
   text: string;
   seq?: number;
   uid?: string;
-  event?: "join" | "leave" | "update" | "count" | "sync";
-  /** a presence user's entry (join/update) or the whole list (sync), for the shard's mirror */
+  /** `conns`: only the user's connection count changed; it updates the mirror and sends nothing */
+  event?: "join" | "leave" | "update" | "conns" | "count" | "sync";
+  /** a presence user's entry (join/update/conns) or the whole list (sync), for the shard's mirror */
   entry?: PresenceEntry;
+  /** with `entry`: the user's connections per shard as the root counts them ([shard, conns] pairs) */
+  shards?: [number, number][];
+  /** with `users`: the same for each user, by id */
+  shardsOf?: Record<string, [number, number][]>;
   users?: PresenceEntry[];
   count?: number;
   to?: string;
-  /** moderation: a ban for the shard to enforce on joins (`text` is empty: nothing is sent) */
-  ban?: Ban;
   /** moderation: message `deleted` left history; the shard forgets it and sends `text` to all */
   deleted?: number;
 }
@@ -63,9 +66,21 @@ export interface Snapshot {
   resumeKey: string;
   /** the room-wide list, or null while the room is above PRESENCE_LIMIT (then `count`) */
   users: PresenceEntry[] | null;
+  /** each listed user's connections per shard ([shard, conns] pairs), by user id */
+  shards: Record<string, [number, number][]>;
   count: number;
   /** bans still running, enforced by the shard on joins without asking the root */
   bans: Ban[];
+}
+
+/**
+ * What a shard must enforce that a lost stream call could have carried: the bans now running,
+ * and which messages from `from` on are deleted. Re-read whenever the root says a call may have
+ * been lost (a resync), so moderation is recovered from the root's storage like messages are.
+ */
+export interface Moderation {
+  bans: Ban[];
+  deleted: number[];
 }
 
 /** A shard's report of one user: how many of its sockets that user has now (0: none left). */
@@ -105,10 +120,16 @@ export class Tail {
     return this.#frames.slice(since + 1 - this.#first, head + 1 - this.#first).map((f, i) => replayFrame(f, since + 1 + i));
   }
 
-  /** Message `seq` was deleted: a resume must not replay it. */
-  forget(seq: number): void {
+  /**
+   * Message `seq` was deleted: a resume must not replay it. False only when the tail had its
+   * tombstone already (the delete was applied here); a seq outside the tail may not have been.
+   */
+  forget(seq: number): boolean {
     const at = seq - this.#first;
-    if (at >= 0 && at < this.#frames.length) this.#frames[at] = TOMBSTONE;
+    if (at < 0 || at >= this.#frames.length) return true;
+    if (this.#frames[at] === TOMBSTONE) return false;
+    this.#frames[at] = TOMBSTONE;
+    return true;
   }
 }
 
@@ -175,6 +196,11 @@ export class ShardedMembers {
     return n;
   }
 
+  /** `uid`'s connections on each shard, as [shard, conns] pairs. */
+  perShard(uid: string): [number, number][] {
+    return [...(this.#users.get(uid)?.shards ?? [])];
+  }
+
   /** The shards `uid` has sockets on. */
   shardsOf(uid: string): number[] {
     return [...(this.#users.get(uid)?.shards.keys() ?? [])];
@@ -191,10 +217,11 @@ export class ShardedMembers {
 
   /**
    * Applies one shard's report; `replace`: it is the shard's whole membership (after a restart).
-   * Returns the users who arrived in the room and those who left it.
+   * Returns the users who arrived in the room, those who left it, and those still here whose
+   * connection count changed.
    */
-  report(shard: number, counts: MemberCount[], replace: boolean): { joined: string[]; left: string[] } {
-    const before = new Set(this.#users.keys());
+  report(shard: number, counts: MemberCount[], replace: boolean): { joined: string[]; left: string[]; changed: string[] } {
+    const before = new Map([...this.#users.keys()].map((uid) => [uid, this.connections(uid)]));
     if (replace) {
       const reported = new Set(counts.map((c) => c.uid));
       for (const [uid, u] of this.#users) {
@@ -203,12 +230,13 @@ export class ShardedMembers {
     }
     for (const c of counts) this.#store(shard, c.uid, c.name, c.conns);
     const joined = [...this.#users.keys()].filter((uid) => !before.has(uid));
-    const left = [...before].filter((uid) => !this.#users.has(uid));
+    const left = [...before.keys()].filter((uid) => !this.#users.has(uid));
+    const changed = [...before].filter(([uid, n]) => this.#users.has(uid) && this.connections(uid) !== n).map(([uid]) => uid);
     for (const uid of left) {
       this.#states.delete(uid);
       this.sql.exec(`DELETE FROM presence WHERE uid = ?`, uid);
     }
-    return { joined, left };
+    return { joined, left, changed };
   }
 
   #store(shard: number, uid: string, name: string, conns: number): void {
@@ -244,15 +272,16 @@ export class Fanout {
   readonly #stubs: DurableObjectStub<ShardTarget>[] = [];
   readonly #queues: StreamItem[][];
   #flushing = false;
-  /** Shards whose last call failed: the alarm tells them the root's seq, and they repair the gap. */
+  /** Shards whose last call failed: the alarm resyncs them (their seq, their moderation, their members). */
   readonly failed = new Set<number>();
 
   constructor(
     readonly count: number,
-    stub: (index: number) => DurableObjectStub<ShardTarget>,
+    private readonly stub: (index: number) => DurableObjectStub<ShardTarget>,
     private readonly onFailure: () => void,
   ) {
-    // One stub per shard for the life of this instance: calls through it arrive in order.
+    // One stub per shard, so calls through it arrive in order; replaced only after it threw
+    // (a stub that threw may stay broken: Cloudflare's docs say to make a new one).
     for (let i = 0; i < count; i++) this.#stubs.push(stub(i));
     this.#queues = Array.from({ length: count }, () => []);
   }
@@ -267,57 +296,110 @@ export class Fanout {
     setTimeout(() => this.flush(), 0);
   }
 
-  /** Sends what is queued; `seq`: the root's current seq, so a shard can see a gap at the end. */
+  /**
+   * Sends what is queued; `seq`: the root's current seq, sent to the shards whose last call
+   * failed as a resync (they repair up to it, re-read moderation and report their members).
+   */
   flush(seq?: number): void {
     this.#flushing = false;
     for (const [i, queue] of this.#queues.entries()) {
-      if (queue.length === 0 && !(seq !== undefined && this.failed.has(i))) continue;
+      const resync = seq !== undefined && this.failed.has(i);
+      if (queue.length === 0 && !resync) continue;
       this.#queues[i] = [];
       this.failed.delete(i);
-      this.#stubs[i]!.stream(queue, seq ?? null).catch(() => {
-        this.failed.add(i);
-        this.onFailure();
-      });
+      this.#stubs[i]!.stream(queue, resync ? seq : null).catch(() => this.#lost(i));
     }
+  }
+
+  /** Every shard may have missed events (this root restarted): resync them all. */
+  resync(seq: number): void {
+    for (let i = 0; i < this.count; i++) this.failed.add(i);
+    this.flush(seq);
+  }
+
+  /**
+   * `call` on every shard, after what is queued for it; one that fails is tried once more on a
+   * fresh stub, then left to the resync. The answers of the shards that answered.
+   */
+  async everyShard<T>(call: (shard: DurableObjectStub<ShardTarget>) => Promise<T>): Promise<T[]> {
+    this.flush();
+    const answers = await Promise.all(
+      this.#stubs.map(async (_, i) => {
+        try {
+          return await call(this.#stubs[i]!);
+        } catch {
+          this.#stubs[i] = this.stub(i);
+          return call(this.#stubs[i]!).catch(() => (this.#lost(i), undefined));
+        }
+      }),
+    );
+    return answers.filter((a): a is Awaited<T> => a !== undefined);
   }
 
   stubOf(index: number): DurableObjectStub<ShardTarget> {
     return this.#stubs[index]!;
   }
+
+  #lost(i: number): void {
+    this.#stubs[i] = this.stub(i);
+    this.failed.add(i);
+    this.onFailure();
+  }
 }
 
 /** The shard-side RPC surface the root calls (implemented by Room in its shard role). */
 export interface ShardTarget extends Rpc.DurableObjectBranded {
+  /**
+   * Events in the root's order. A non-null `rootSeq` is a resync: calls may have been lost, so
+   * the shard repairs up to it, re-reads moderation and reports its whole membership.
+   */
   stream(items: StreamItem[], rootSeq: number | null): Promise<void>;
-  /** Closes this shard's sockets of `uid` (a kick); returns how many. */
-  shardKick(uid: string, reason: string): Promise<number>;
+  /** Applies `ban` (if any) and closes this shard's sockets of `uid` (a kick); returns how many it closed for it. */
+  shardKick(uid: string, reason: string, ban?: Ban): Promise<number>;
   shardStats(): { connections: number; delivered: number };
-  shardResync(rootSeq: number): void;
 }
 
-/** Shard side: the room-wide presence as the root last told it, for welcomes. */
+/**
+ * Shard side: the room-wide presence as the root last told it, for welcomes. A user's connections
+ * are this shard's own as they are now plus the other shards' as the root last counted them, so
+ * a welcome does not wait for this shard's report to come back from the root.
+ */
 export class Mirror {
-  /** Each user, and the first session order that learned it from a welcome (the join is not for them). */
-  readonly #users = new Map<string, { entry: PresenceEntry; since: number }>();
+  /** Each user, the first session order that learned it from a welcome (the join is not for them), and its connections on other shards. */
+  readonly #users = new Map<string, { entry: PresenceEntry; since: number; elsewhere: number }>();
   /** The room's count while it is above PRESENCE_LIMIT (the list is then empty). */
   counting: number | null = null;
   #json: string | undefined;
 
-  reset(snapshot: Pick<Snapshot, "users" | "count">, nextOrder: number): void {
+  constructor(
+    /** this shard's index */
+    private readonly me: number,
+    /** this shard's live connections of a user */
+    private readonly here: (uid: string) => number,
+  ) {}
+
+  reset(snapshot: Pick<Snapshot, "users" | "count" | "shards">, nextOrder: number): void {
     this.#users.clear();
     this.#json = undefined;
     this.counting = snapshot.users === null ? snapshot.count : null;
-    for (const entry of snapshot.users ?? []) this.#users.set(entry.id, { entry, since: nextOrder });
+    for (const entry of snapshot.users ?? []) {
+      this.#users.set(entry.id, { entry, since: nextOrder, elsewhere: this.#elsewhere(snapshot.shards[entry.id]) });
+    }
   }
 
   get size(): number {
     return this.counting ?? this.#users.size;
   }
 
-  /** A local session of a user the mirror lacks: list it in its welcome now, before the root's join arrives. */
+  /** A local session opened: a user the mirror lacks is listed in its welcome now, before the root's join arrives. */
   ensure(user: UserRef, order: number): void {
+    this.#json = undefined;
     if (this.counting !== null || this.#users.has(user.id)) return;
-    this.#users.set(user.id, { entry: { ...user, state: {}, connections: 1 }, since: order });
+    this.#users.set(user.id, { entry: { ...user, state: {}, connections: 1 }, since: order, elsewhere: 0 });
+  }
+
+  /** A local session closed: the counts listed change. */
+  changed(): void {
     this.#json = undefined;
   }
 
@@ -328,15 +410,13 @@ export class Mirror {
   apply(item: StreamItem, nextOrder: number): number {
     this.#json = undefined;
     switch (item.event) {
-      case "join": {
-        const known = this.#users.get(item.uid!);
-        const since = known?.since ?? nextOrder;
-        this.#users.set(item.uid!, { entry: item.entry!, since });
-        return since;
-      }
+      case "join":
       case "update":
-        this.#users.set(item.uid!, { entry: item.entry!, since: this.#users.get(item.uid!)?.since ?? nextOrder });
-        return Infinity;
+      case "conns": {
+        const since = this.#users.get(item.uid!)?.since ?? nextOrder;
+        this.#users.set(item.uid!, { entry: item.entry!, since, elsewhere: this.#elsewhere(item.shards) });
+        return item.event === "join" ? since : Infinity;
+      }
       case "leave":
         this.#users.delete(item.uid!);
         return Infinity;
@@ -345,7 +425,7 @@ export class Mirror {
         this.counting = item.count!;
         return Infinity;
       case "sync":
-        this.reset({ users: item.users!, count: item.users!.length }, nextOrder);
+        this.reset({ users: item.users!, count: item.users!.length, shards: item.shardsOf ?? {} }, nextOrder);
         return Infinity;
       default:
         return Infinity;
@@ -353,6 +433,15 @@ export class Mirror {
   }
 
   listJson(): string {
-    return (this.#json ??= JSON.stringify([...this.#users.values()].map((u) => u.entry)));
+    // A listed user is in the room: until its leave arrives it has at least one connection.
+    const entry = (uid: string, u: { entry: PresenceEntry; elsewhere: number }) => ({ ...u.entry, connections: Math.max(1, u.elsewhere + this.here(uid)) });
+    return (this.#json ??= JSON.stringify([...this.#users].map(([uid, u]) => entry(uid, u))));
+  }
+
+  /** The connections the root counts on other shards than this one. */
+  #elsewhere(shards: [number, number][] | undefined): number {
+    let n = 0;
+    for (const [shard, conns] of shards ?? []) if (shard !== this.me) n += conns;
+    return n;
   }
 }

@@ -42,7 +42,11 @@ export async function upgrade(room: string, opts: ConnectOptions = {}): Promise<
 }
 
 export async function connect(room: string, opts: ConnectOptions = {}): Promise<TestSocket> {
-  const res = await upgrade(room, opts);
+  return socketOf(await upgrade(room, opts));
+}
+
+/** A test socket over an upgrade's 101 response (throws on any other). */
+export async function socketOf(res: Response): Promise<TestSocket> {
   if (res.status !== 101 || !res.webSocket) {
     throw new Error(`upgrade failed: ${res.status} ${await res.text()}`);
   }
