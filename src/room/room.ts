@@ -13,7 +13,7 @@ import { Counters, FLUSH_WITHIN_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
 import { Delivery } from "./delivery";
 import type { Env } from "../env";
-import { History, replayFrame, TOMBSTONE } from "./history";
+import { History, replayFrame } from "./history";
 import { IdempotencyKeys } from "./idempotency";
 import { Presence } from "./presence";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
@@ -26,7 +26,6 @@ import {
   ShardedMembers,
   Tail,
   type MemberCount,
-  type Moderation,
   type ShardRole,
   type ShardTarget,
   type Snapshot,
@@ -736,8 +735,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     if (waking) this.#fanout.resync(this.#history.seq);
   }
 
-  /** A shard's view of this root at one instant (shards.ts). */
-  snapshot(room: string): Snapshot {
+  /** A shard's view of this root at one instant (shards.ts); `deletedFrom`: with the deletes from that seq on. */
+  snapshot(room: string, deletedFrom?: number): Snapshot {
     this.#named(room);
     const users = this.#crowd.counting ? null : (this.#members?.list() ?? []);
     return {
@@ -748,13 +747,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
       shards: this.#perShard(users ?? []),
       count: this.#users,
       bans: this.#bans.list(),
+      deleted: deletedFrom === undefined ? [] : this.#history.deletedFrom(deletedFrom),
     };
-  }
-
-  /** What a shard re-reads on a resync: the bans running, and the deletes from `from` on. */
-  moderation(room: string, from: number): Moderation {
-    this.#named(room);
-    return { bans: this.#bans.list(), deleted: this.#history.deletedFrom(from) };
   }
 
   #perShard(users: PresenceEntry[]): Record<string, [number, number][]> {
@@ -937,17 +931,25 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   /**
    * Calls to this shard may have been lost (the root restarted, or a call failed): what they
    * carried is recovered from the root's storage. Messages up to `rootSeq` by the gap repair;
-   * bans and deletes by re-reading them; presence by reporting the whole membership again.
+   * bans, deletes and the presence list from a fresh snapshot; the root's count of this shard's
+   * members by reporting them all again.
    */
   async #resync(shard: ShardState, rootSeq: number): Promise<void> {
     shard.want = Math.max(shard.want, rootSeq);
     await this.#repair(shard, shard.want);
     // Deletes of anything a socket here may still show: the tail's reach back from the head.
     const from = Math.max(1, shard.head - TAIL_SIZE + 1);
-    const mod = await this.#toRoot(shard, (root) => root.moderation(shard.role.room, from) as Promise<Moderation>);
-    this.#bans.replace(mod.bans);
-    this.#enforce(mod.bans);
-    for (const seq of mod.deleted) if (seq <= shard.head && shard.tail.forget(seq)) this.#deleted(shard, seq);
+    // (RPC types turn `unknown` presence state into `never`; the value is the Snapshot sent.)
+    const snap = await this.#toRoot(shard, (root) => root.snapshot(shard.role.room, from) as Promise<Snapshot>);
+    this.#bans.replace(snap.bans);
+    this.#enforce(snap.bans);
+    for (const seq of snap.deleted) if (seq <= shard.head && shard.tail.forget(seq)) this.#deleted(shard, seq);
+    // Presence events may have been lost too: the list is replaced, here and on every client
+    // (when it changed: a root that merely woke up sends nobody anything).
+    const view = () => (shard.mirror.counting === null ? `"sync","users":${shard.mirror.listJson()}` : `"count","count":${shard.mirror.counting}`);
+    const before = view();
+    shard.mirror.reset(snap, Session.nextOrder);
+    if (view() !== before) this.#delivery.broadcast(`{"type":"presence","event":${view()}}`);
     this.#reportAll(shard);
   }
 
@@ -1110,7 +1112,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     if (!entry) return;
     if (event === "join") this.#webhooks?.joined({ id: entry.id, name: entry.name });
     if (event === "conns") {
-      if (!this.#crowd.absorbs(this.#users)) this.#fanout!.push({ text: "", uid, event, entry: this.#members!.entry(uid)!, shards: this.#members!.perShard(uid) });
+      if (!this.#crowd.absorbs(this.#users))
+        this.#fanout!.push({ text: "", uid, event, entry: this.#members!.entry(uid)!, shards: this.#members!.perShard(uid) });
       return;
     }
     if (this.#counted()) return;

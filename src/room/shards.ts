@@ -71,15 +71,11 @@ export interface Snapshot {
   count: number;
   /** bans still running, enforced by the shard on joins without asking the root */
   bans: Ban[];
-}
-
-/**
- * What a shard must enforce that a lost stream call could have carried: the bans now running,
- * and which messages from `from` on are deleted. Re-read whenever the root says a call may have
- * been lost (a resync), so moderation is recovered from the root's storage like messages are.
- */
-export interface Moderation {
-  bans: Ban[];
+  /**
+   * the deleted messages' seqs from the `deletedFrom` asked for (none when not asked): with the
+   * bans, what a lost stream call could have carried that the shard must enforce, re-read on a
+   * resync so moderation is recovered from the root's storage as messages are
+   */
   deleted: number[];
 }
 
@@ -329,7 +325,7 @@ export class Fanout {
           return await call(this.#stubs[i]!);
         } catch {
           this.#stubs[i] = this.stub(i);
-          return call(this.#stubs[i]!).catch(() => (this.#lost(i), undefined));
+          return call(this.#stubs[i]).catch(() => (this.#lost(i), undefined));
         }
       }),
     );
@@ -434,7 +430,10 @@ export class Mirror {
 
   listJson(): string {
     // A listed user is in the room: until its leave arrives it has at least one connection.
-    const entry = (uid: string, u: { entry: PresenceEntry; elsewhere: number }) => ({ ...u.entry, connections: Math.max(1, u.elsewhere + this.here(uid)) });
+    const entry = (uid: string, u: { entry: PresenceEntry; elsewhere: number }) => ({
+      ...u.entry,
+      connections: Math.max(1, u.elsewhere + this.here(uid)),
+    });
     return (this.#json ??= JSON.stringify([...this.#users].map(([uid, u]) => entry(uid, u))));
   }
 

@@ -5,6 +5,7 @@ import { capabilitiesFor, type Identity } from "../../src/worker/auth";
 import { ConfigError, loadConfig, shardsFor } from "../../src/config";
 import worker from "../../src/worker/index";
 import { KeyedBuckets, SlidingCounter, TokenBucket } from "../../src/room/rate-limit";
+import { Serial } from "../../src/room/serial";
 import { UpgradeLimiter } from "../../src/worker/upgrade-limit";
 import { expectFailure } from "../support/edge";
 import { tokenFor } from "../support/tokens";
@@ -218,5 +219,27 @@ describe("KeyedBuckets: a bucket per HTTP publisher, bounded", () => {
     expect(b.take("newcomer", 2_500)).toBeNull(); // at the cap: the full ones are dropped
     expect(b.size).toBe(2);
     expect(b.take("limited", 2_500)).toEqual({ retryAfterSec: 1 });
+  });
+});
+
+describe("Serial: a shard's intake, one step after another", () => {
+  it("runs steps in order, and a failed step fails only its own caller: the steps behind it still run", async () => {
+    const failures: unknown[] = [];
+    const serial = new Serial((err) => failures.push(err));
+    const ran: string[] = [];
+    const slow = serial.run(async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      ran.push("slow");
+    });
+    const broken = serial.run(() => {
+      ran.push("broken");
+      throw new Error("root.range failed");
+    });
+    const after = serial.run(() => (ran.push("after"), 42));
+    await slow;
+    await expect(broken).rejects.toThrow("root.range failed");
+    expect(await after).toBe(42);
+    expect(ran).toEqual(["slow", "broken", "after"]);
+    expect(failures).toHaveLength(1);
   });
 });

@@ -19,7 +19,14 @@ const server = { id: "server", name: "server" };
 /** An upgrade onto shard `index`, carrying what the Worker sends after auth (the Worker itself picks a shard at random). */
 function upgradeOn(room: string, index: number, uid: string, extra: Partial<Join> = {}): Promise<Response> {
   const caps: Capability[] = ["subscribe", "publish", "history"];
-  const join: Join = { room, user: { id: uid, name: uid }, caps, exp: Math.floor(Date.now() / 1000) + 3600, ...extra, shard: { index, count: SHARDS } };
+  const join: Join = {
+    room,
+    user: { id: uid, name: uid },
+    caps,
+    exp: Math.floor(Date.now() / 1000) + 3600,
+    ...extra,
+    shard: { index, count: SHARDS },
+  };
   return shardOf(room, index).fetch("https://room.internal/ws", { headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(join) } });
 }
 
