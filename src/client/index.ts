@@ -99,7 +99,7 @@ export class RoomClient {
     return this.#presence.count;
   }
 
-  /** Highest seq delivered, and the room's epoch: where a reconnect resumes from. */
+  /** Highest seq delivered (or deleted), and the room's epoch: where a reconnect resumes from. */
   get position(): { seq?: number; epoch?: string } {
     return { seq: this.#resume.seq, epoch: this.#resume.epoch };
   }
@@ -381,8 +381,8 @@ export class RoomClient {
       }
       case "delete":
         this.#events.emit("delete", { seq: frame.seq });
-        // In a replay, a deleted message's place: the position passes it (accept is false for a live delete of an older one).
-        this.#resume.accept(frame.seq);
+        // A replay's delete holds a deleted message's place; a live one may overtake its message (resume.ts).
+        this.#resume.deleted(frame.seq);
         this.#replayRead();
         return;
       case "direct":

@@ -63,7 +63,7 @@ export interface RoomEvents {
   /** Every room message in seq order, the app's own included; never the same seq twice. */
   message: MessageFrame;
   direct: DirectMessageFrame;
-  /** An admin deleted message `seq`: drop it if shown (it may be one this client never got). */
+  /** An admin deleted message `seq`: drop it if shown (it may be one this client never got, or one still to come, which is then not emitted). */
   delete: { seq: number };
   presence: PresenceEvent;
   status: StatusEvent;

@@ -93,6 +93,17 @@ function setup(probeStatus: number | "down" = 200, probeCode?: string) {
   return { client, sockets, statuses, fetch, latest };
 }
 
+/** Welcomed at seq 0, with the app's `message` and `delete` events logged in the order it got them. */
+async function welcomedLogging() {
+  const s = setup();
+  const seen: string[] = [];
+  s.client.on("message", (m) => seen.push(`message ${m.seq}`));
+  s.client.on("delete", (d) => seen.push(`delete ${d.seq}`));
+  await vi.advanceTimersByTimeAsync(0);
+  s.latest().accept();
+  return { ...s, seen };
+}
+
 beforeEach(() => void vi.useFakeTimers());
 afterEach(() => void vi.useRealTimers());
 
@@ -125,14 +136,29 @@ describe("RoomClient", () => {
   });
 
   it("emits delete for a deleted message, in order with the messages around it", async () => {
-    const { client, latest } = setup();
-    const seen: string[] = [];
-    client.on("message", (m) => seen.push(`message ${m.seq}`));
-    client.on("delete", (d) => seen.push(`delete ${d.seq}`));
-    await vi.advanceTimersByTimeAsync(0);
-    latest().accept();
+    const { client, latest, seen } = await welcomedLogging();
     latest().receive([msg(1), { type: "delete", seq: 1 }, msg(2)]);
     expect(seen).toEqual(["message 1", "delete 1", "message 2"]);
+    client.close();
+  });
+
+  it("delivers the messages a live delete overtook in a batch, but not the deleted one", async () => {
+    const { client, latest, seen } = await welcomedLogging();
+    latest().receive([{ type: "delete", seq: 3 }, msg(1), msg(2), msg(3)]);
+    expect(seen).toEqual(["delete 3", "message 1", "message 2"]);
+    expect(client.position.seq).toBe(3);
+    latest().receive(msg(4));
+    expect(seen.at(-1)).toBe("message 4");
+    client.close();
+  });
+
+  it("passes a delete that arrives in its message's place", async () => {
+    const { client, latest, seen } = await welcomedLogging();
+    latest().receive([msg(1), { type: "delete", seq: 2 }]);
+    expect(client.position.seq).toBe(2); // as a replay's delete: message 2 will not come
+    latest().receive(msg(3));
+    expect(seen).toEqual(["message 1", "delete 2", "message 3"]);
+    expect(client.position.seq).toBe(3);
     client.close();
   });
 
@@ -260,6 +286,21 @@ describe("RoomClient", () => {
     await expect(a).resolves.toBe(1);
     expect(await b).toBe("connection_lost");
     expect(pb.id).toBeTypeOf("string");
+    client.close();
+  });
+
+  it("does not end a resume replay at a delete that overtook the replay's messages", async () => {
+    const { client, latest } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    latest().accept({ seq: 0 });
+    const b = client.publish("b");
+    const [pb] = latest().publishes();
+    latest().drop();
+    await vi.advanceTimersByTimeAsync(250);
+    latest().accept({ seq: 2, recovered: true });
+    latest().receive([{ type: "delete", seq: 2 }, msg(1), msg(2, pb.id)]);
+    await expect(b).resolves.toBe(2); // accepted, then deleted: not rejected as lost
+    expect(client.position.seq).toBe(2);
     client.close();
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ResumePoint } from "../../src/client/resume";
+import { AHEAD_LIMIT, ResumePoint } from "../../src/client/resume";
 
 describe("resume point: since/epoch on reconnect", () => {
   it("asks for nothing before the first welcome", () => {
@@ -57,5 +57,66 @@ describe("resume point: since/epoch on reconnect", () => {
     expect(r.accept(2)).toBe(false);
     expect(r.accept(3)).toBe(true);
     expect(r.accept(3)).toBe(false);
+  });
+
+  it("a delete for the next seq holds its message's place: the position moves to it", () => {
+    const r = new ResumePoint();
+    r.welcome({ epoch: "e1", seq: 2, resume: "t2" });
+    r.deleted(3);
+    expect(r.seq).toBe(3);
+    expect(r.accept(3)).toBe(false); // the deleted message itself, if it still comes
+    expect(r.accept(4)).toBe(true);
+  });
+
+  it("a delete that overtook its message leaves the position; the message passes it but is not delivered", () => {
+    const r = new ResumePoint();
+    r.welcome({ epoch: "e1", seq: 0, resume: "t0" });
+    r.deleted(3);
+    expect(r.seq).toBe(0);
+    expect(r.params().since).toBe("0");
+    expect([r.accept(1), r.accept(2), r.accept(3), r.accept(4)]).toEqual([true, true, false, true]);
+    expect(r.seq).toBe(4);
+  });
+
+  it("a delete of a message it already has changes nothing", () => {
+    const r = new ResumePoint();
+    r.welcome({ epoch: "e1", seq: 5, resume: "t5" });
+    r.deleted(4);
+    r.deleted(5);
+    expect(r.seq).toBe(5);
+    expect(r.accept(6)).toBe(true);
+  });
+
+  it("forgets a remembered delete once the position passes it without its message", () => {
+    const r = new ResumePoint();
+    r.welcome({ epoch: "e1", seq: 0, resume: "t0" });
+    r.deleted(3);
+    r.accept(4); // 3 never came: an out-of-order copy of it later is a duplicate anyway
+    r.deleted(6);
+    r.deleted(5); // the next seq: moves, and 6 stays remembered
+    expect(r.seq).toBe(5);
+    expect(r.accept(6)).toBe(false);
+    expect(r.accept(7)).toBe(true);
+  });
+
+  it("keeps deletes ahead across a recovered welcome, and drops them on a stale one", () => {
+    const r = new ResumePoint();
+    r.welcome({ epoch: "e1", seq: 0, resume: "t0" });
+    r.deleted(2);
+    r.welcome({ epoch: "e1", seq: 3, resume: "t3", recovered: true });
+    expect([r.accept(1), r.accept(2)]).toEqual([true, false]);
+    expect(r.replaying()).toBe(true); // the replay ends at 3, not at the delete
+    r.deleted(9);
+    r.welcome({ epoch: "e2", seq: 8, resume: "t8", recovered: true });
+    expect(r.accept(9)).toBe(true); // another epoch's 9
+  });
+
+  it("remembers at most AHEAD_LIMIT deletes, forgetting the oldest", () => {
+    const r = new ResumePoint();
+    r.welcome({ epoch: "e1", seq: 0, resume: "t0" });
+    for (let seq = 2; seq <= AHEAD_LIMIT + 2; seq++) r.deleted(seq);
+    expect(r.accept(2)).toBe(true); // forgotten
+    expect(r.accept(3)).toBe(false);
+    expect(r.accept(AHEAD_LIMIT + 2)).toBe(false); // the newest is still remembered
   });
 });
