@@ -12,6 +12,8 @@ const stubFor = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
 const admin = (room: string) => tokenFor("mod", room, ["admin", "history"]);
 const kick = async (room: string, body: unknown) => call("POST", `/rooms/${room}/kick`, { token: await admin(room), body });
 const del = async (room: string, seq: number | string) => call("DELETE", `/rooms/${room}/messages/${seq}`, { token: await admin(room) });
+/** The text of the message the delete test removes: found in no replayed frame. */
+const SECRET = "the deleted message's text";
 const seqs = (frames: { type: string }[]) => frames.filter((f): f is MessageFrame => f.type === "message").map((m) => m.seq);
 
 describe("POST /rooms/:room/kick", () => {
@@ -97,7 +99,10 @@ describe("DELETE /rooms/:room/messages/:seq", () => {
     const b = await connect(room, { token: await tokenFor("b", room) });
     const { epoch } = await a.next("welcome");
     await b.next("welcome");
-    await fill(room, 5);
+    await fill(room, 2);
+    const server = await tokenFor("server", room, ["publish"]);
+    expect((await call("POST", `/rooms/${room}/messages`, { token: server, body: { data: SECRET } })).json.seq).toBe(3);
+    await fill(room, 2, 3);
     await a.collect("message", 5);
     const res = await del(room, 3);
     expect(res.status).toBe(200);
@@ -114,7 +119,11 @@ describe("DELETE /rooms/:room/messages/:seq", () => {
     // In the deleted one's place, its delete: a client's position passes every seq.
     const replay = resumed.frames.flatMap((f) => (f.type === "message" || f.type === "delete" ? [`${f.type} ${f.seq}`] : []));
     expect(replay).toEqual(["message 2", "delete 3", "message 4", "message 5"]);
-    expect(resumed.texts).toEqual([]); // no trace of the deleted one's content
+    // No trace of the deleted one's content: seq 3 is only its bare delete frame, and its text is
+    // in no frame (parsed ones included: `texts` holds only what was not JSON).
+    const third = resumed.frames.filter((f) => (f.type === "message" || f.type === "delete") && f.seq === 3);
+    expect(third).toEqual([{ type: "delete", seq: 3 }]);
+    expect(JSON.stringify([resumed.frames, resumed.texts])).not.toContain(SECRET);
     // Gone: a second delete, and a seq the room never had, are 404; a bad seq is 400.
     expect((await del(room, 3)).status).toBe(404);
     expect((await del(room, 99)).json.error.code).toBe("not_found");
