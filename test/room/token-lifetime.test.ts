@@ -3,21 +3,15 @@
 // whose expiry and capabilities then replace the old ones.
 import { env } from "cloudflare:workers";
 import { evictDurableObject } from "cloudflare:test";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../src/protocol";
-import { connect, type TestSocket } from "../support/socket";
+import { connect, keepAlive } from "../support/socket";
 import { token, tokenFor } from "../support/tokens";
 
 const nowSec = () => Math.floor(Date.now() / 1000);
 const shortToken = (sub: string, room: string, ttlSec: number, caps = ["*"]) => token({ sub, rooms: { [room]: caps }, exp: nowSec() + ttlSec });
 
-// The pool's IDLE_TIMEOUT_SEC is 2: keep the sockets under test talking, so only expiry can close them.
-const pingers: ReturnType<typeof setInterval>[] = [];
-function keepAlive(s: TestSocket): TestSocket {
-  pingers.push(setInterval(() => !s.isClosed() && s.send("ping"), 400));
-  return s;
-}
-afterEach(() => pingers.splice(0).forEach(clearInterval));
+// The pool's IDLE_TIMEOUT_SEC is 2: the sockets under test keep pinging (keepAlive), so only expiry can close them.
 
 /** Resolves once the wall clock has passed `ms` (unix ms): the moment a claim is about. */
 const until = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms - Date.now())));
