@@ -360,6 +360,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const session = this.#sessions.get(ws);
     if (!session) return; // closing, or closed by the room: nothing it sends counts
     const now = Date.now();
+    // Past its token's expiry a connection is done, whether or not the alarm has acted yet.
+    if (this.#expire(session, now)) return;
     session.touch(now);
     const limited = !session.bucket.take(now);
     // A refused frame is still read, so its error carries its id and the client can fail that
@@ -451,6 +453,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     session.attachment.k = capsToBits(caps);
     session.attachment.e = identity.exp;
     session.ws.serializeAttachment(session.attachment);
+    // A shorter lifetime than the sweep was set for must still end on time.
+    this.#sweepBy(session.expiresAt);
     if (id !== undefined) this.#send(session, { type: "ack", id, exp: identity.exp });
   }
 
@@ -555,15 +559,19 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const idleMs = this.#config.IDLE_TIMEOUT_SEC * 1000;
     let next = Infinity;
     for (const session of [...this.#sessions.values()]) {
-      if (now >= session.expiresAt) {
-        this.#close(session, CloseCode.tokenExpired, "token expired");
-        continue;
-      }
+      if (this.#expire(session, now)) continue;
       const last = session.lastActive(this.ctx);
       if (now - last > idleMs) this.#close(session, CloseCode.idle, "idle timeout");
       else next = Math.min(next, last + idleMs + 1, session.expiresAt);
     }
     return next;
+  }
+
+  /** Closes `session` with 4401 when its token has expired by `now`; true when it did. */
+  #expire(session: Session, now: number): boolean {
+    if (now < session.expiresAt) return false;
+    this.#close(session, CloseCode.tokenExpired, "token expired");
+    return true;
   }
 
   #sweepBy(at: number): void {
