@@ -7,7 +7,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { loadConfig, shardsFor, type Config } from "../config";
 import { capabilitiesFor, isFailure, verifyToken } from "../worker/auth";
-import { errorResponse, failure } from "../worker/http";
+import { errorResponse, failure, type Failure } from "../worker/http";
 import { Bans, type Ban } from "./bans";
 import { Counters, FLUSH_WITHIN_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";
@@ -357,10 +357,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
 
   /** A banned user's upgrade gets 403 `banned`, with how long the ban has left. */
   #refuseBanned(uid: string): Response | null {
-    const until = this.#bans.until(uid);
-    if (until === undefined) return null;
-    const left = Math.ceil((until - Date.now()) / 1000);
-    return errorResponse(failure("banned", `user ${uid} is banned from this room for ${left} more seconds`, left));
+    const banned = this.#banned(uid);
+    return banned && errorResponse(banned);
   }
 
   // ---- frames --------------------------------------------------------------------------
@@ -369,6 +367,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const session = this.#sessions.get(ws);
     if (!session) return; // closing, or closed by the room: nothing it sends counts
     const now = Date.now();
+    // Past its token's expiry a connection is done, whether or not the alarm has acted yet.
+    if (this.#expire(session, now)) return;
     session.touch(now);
     const limited = !session.bucket.take(now);
     // A refused frame is still read, so its error carries its id and the client can fail that
@@ -460,6 +460,8 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     session.attachment.k = capsToBits(caps);
     session.attachment.e = identity.exp;
     session.ws.serializeAttachment(session.attachment);
+    // A shorter lifetime than the sweep was set for must still end on time.
+    this.#sweepBy(session.expiresAt);
     if (id !== undefined) this.#send(session, { type: "ack", id, exp: identity.exp });
   }
 
@@ -565,15 +567,19 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     const idleMs = this.#config.IDLE_TIMEOUT_SEC * 1000;
     let next = Infinity;
     for (const session of [...this.#sessions.values()]) {
-      if (now >= session.expiresAt) {
-        this.#close(session, CloseCode.tokenExpired, "token expired");
-        continue;
-      }
+      if (this.#expire(session, now)) continue;
       const last = session.lastActive(this.ctx);
       if (now - last > idleMs) this.#close(session, CloseCode.idle, "idle timeout");
       else next = Math.min(next, last + idleMs + 1, session.expiresAt);
     }
     return next;
+  }
+
+  /** Closes `session` with 4401 when its token has expired by `now`; true when it did. */
+  #expire(session: Session, now: number): boolean {
+    if (now < session.expiresAt) return false;
+    this.#close(session, CloseCode.tokenExpired, "token expired");
+    return true;
   }
 
   #sweepBy(at: number): void {
@@ -602,9 +608,28 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    */
   #publishLimits?: KeyedBuckets;
 
-  /** The publish's seq, or how long the sender must wait. An idempotent replay publishes nothing and costs no token. */
-  publish(room: string, from: UserRef, data: unknown, key?: string): PublishResult | RateLimited {
+  /**
+   * `banned` (403, with the seconds left as Retry-After) while `uid` is banned from this room;
+   * null when not. Every path that acts as a user asks: upgrades (#refuseBanned) and each HTTP
+   * route below, admin ones included (a banned admin's token still acts as that user; another
+   * admin can lift the ban). A sharded room's HTTP routes reach its root, which holds the bans.
+   */
+  #banned(uid: string): Failure | null {
+    const until = this.#bans.until(uid);
+    if (until === undefined) return null;
+    const left = Math.ceil((until - Date.now()) / 1000);
+    return failure("banned", `user ${uid} is banned from this room for ${left} more seconds`, left);
+  }
+
+  /**
+   * The publish's seq, or how long the sender must wait, or `banned`. An idempotent replay
+   * publishes nothing and costs no token; a banned sender's publish (a replay too) stores,
+   * sends and numbers nothing.
+   */
+  publish(room: string, from: UserRef, data: unknown, key?: string): PublishResult | RateLimited | Failure {
     this.#named(room);
+    const banned = this.#banned(from.id);
+    if (banned) return banned;
     const scoped = key === undefined ? undefined : `${from.id}\n${key}`;
     if (scoped !== undefined) {
       const earlier = this.#idempotency.get(scoped);
@@ -625,8 +650,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    * Closes every socket of `uid` with 4403 (on every shard of a sharded room) and sets its ban
    * when `banSec` is given. The ban goes first, so a reconnect racing the close is refused.
    */
-  async kick(room: string, uid: string, banSec: number | undefined, reason: string | undefined): Promise<KickResult> {
+  async kick(room: string, actor: string, uid: string, banSec: number | undefined, reason: string | undefined): Promise<KickResult | Failure> {
     this.#named(room);
+    const banned = this.#banned(actor);
+    if (banned) return banned;
     const ban: Ban | undefined = banSec === undefined ? undefined : { uid, until: Date.now() + banSec * 1000 };
     if (ban) this.#bans.set(ban);
     const why = closeReason(reason);
@@ -659,8 +686,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
    * Removes message `seq` from history (pages, replays, shards' tails) and tells every socket;
    * null when the room never had it or no longer holds it.
    */
-  deleteMessage(room: string, seq: number): DeleteResult | null {
+  deleteMessage(room: string, actor: string, seq: number): DeleteResult | Failure | null {
     this.#named(room);
+    const banned = this.#banned(actor);
+    if (banned) return banned;
     if (!this.#history.delete(seq)) return null;
     this.#webhooks?.emit({ type: "delete", seq });
     const text = JSON.stringify({ type: "delete", seq });
@@ -674,21 +703,23 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     return { deleted: seq };
   }
 
-  history(room: string, before: number | undefined, limit: number): HistoryPage {
+  history(room: string, actor: string, before: number | undefined, limit: number): HistoryPage | Failure {
     this.#named(room);
-    return this.#history.page(before, limit);
+    return this.#banned(actor) ?? this.#history.page(before, limit);
   }
 
   /** At most PRESENCE_LIMIT users, and the room's count (which may be larger). */
-  presence(room: string): { users: PresenceEntry[]; count: number } {
+  presence(room: string, actor: string): { users: PresenceEntry[]; count: number } | Failure {
     this.#named(room);
     const limit = this.#config.PRESENCE_LIMIT;
-    return { users: (this.#members ?? this.#presence).list(limit), count: this.#users };
+    return this.#banned(actor) ?? { users: (this.#members ?? this.#presence).list(limit), count: this.#users };
   }
 
   /** A sharded room's adds each shard's connections (in shard order) and sums them. */
-  async stats(room: string): Promise<RoomStats> {
+  async stats(room: string, actor: string): Promise<RoomStats | Failure> {
     this.#named(room);
+    const banned = this.#banned(actor);
+    if (banned) return banned;
     const stats: RoomStats = {
       room,
       connections: this.#sessions.size,

@@ -113,6 +113,7 @@ async function handleRoom(
       const body = await readPublish(request, config);
       if (isFailure(body)) return body;
       const published = await stub.publish(room, user, body.data, body.key);
+      if (isFailure(published)) return published;
       if ("retryAfterSec" in published) {
         const { PUBLISH_BURST: burst, PUBLISH_RATE_PER_SEC: rate } = config;
         const why = `more than ${burst} publishes at once or ${rate} per second from ${user.id} in this room`;
@@ -123,26 +124,29 @@ async function handleRoom(
     case "history": {
       const query = HistoryQuery.safeParse(nonEmptyParams(url, ["before", "limit"]));
       if (!query.success) return failure("bad_request", `bad query: ${query.error.issues[0]?.message}`);
-      // eslint-disable-next-line @typescript-eslint/await-thenable -- RPC types turn the page's `unknown` data into `never`; the call returns a promise
-      return json(await stub.history(room, query.data.before, query.data.limit));
+      return answer(await stub.history(room, user.id, query.data.before, query.data.limit));
     }
     case "presence":
-      // eslint-disable-next-line @typescript-eslint/await-thenable -- RPC types turn the `unknown` presence state into `never`; the call returns a promise
-      return json(await stub.presence(room));
+      return answer(await stub.presence(room, user.id));
     case "stats":
-      return json(await stub.stats(room));
+      return answer(await stub.stats(room, user.id));
     case "kick": {
       const body = await readKick(request);
       if (isFailure(body)) return body;
-      return json(await stub.kick(room, body.user, body.banSec, body.reason));
+      return answer(await stub.kick(room, user.id, body.user, body.banSec, body.reason));
     }
     case "message": {
       const seq = MessageSeq.safeParse(target);
       if (!seq.success || !/^[0-9]+$/.test(target)) return failure("bad_request", "the message's seq must be a positive integer");
-      const deleted = await stub.deleteMessage(room, seq.data);
-      return deleted ? json(deleted) : failure("not_found", `room ${room} holds no message ${seq.data}`);
+      const deleted = await stub.deleteMessage(room, user.id, seq.data);
+      return deleted ? answer(deleted) : failure("not_found", `room ${room} holds no message ${seq.data}`);
     }
   }
+}
+
+/** A room's answer to an HTTP route: its result as 200 JSON, or its failure (a ban) as the error answer. */
+function answer(result: unknown): Response | Failure {
+  return isFailure(result) ? result : json(result);
 }
 
 async function join(

@@ -4,14 +4,16 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { MessageFrame } from "../../src/protocol";
-import { call, fill } from "../support/http";
-import { connect, upgrade } from "../support/socket";
+import { bannedAnswer, call, fill } from "../support/http";
+import { connect, keepAlive, upgrade } from "../support/socket";
 import { tokenFor } from "../support/tokens";
 
 const stubFor = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
 const admin = (room: string) => tokenFor("mod", room, ["admin", "history"]);
 const kick = async (room: string, body: unknown) => call("POST", `/rooms/${room}/kick`, { token: await admin(room), body });
 const del = async (room: string, seq: number | string) => call("DELETE", `/rooms/${room}/messages/${seq}`, { token: await admin(room) });
+/** The text of the message the delete test removes: found in no replayed frame. */
+const SECRET = "the deleted message's text";
 const seqs = (frames: { type: string }[]) => frames.filter((f): f is MessageFrame => f.type === "message").map((m) => m.seq);
 
 describe("POST /rooms/:room/kick", () => {
@@ -56,6 +58,52 @@ describe("POST /rooms/:room/kick", () => {
     );
   });
 
+  it("refuses a banned user on every HTTP route (403 banned, as the upgrade), publishing nothing, until the ban runs out", async () => {
+    const room = "mod-ban-http";
+    const watcher = keepAlive(await connect(room, { token: await tokenFor("watcher", room) }));
+    await watcher.next("welcome");
+    // Every capability, admin included: a banned admin is still that user.
+    const troll = await tokenFor("troll", room);
+    const publish = (data: string, key?: string) =>
+      call("POST", `/rooms/${room}/messages`, { token: troll, body: { data }, headers: key ? { "idempotency-key": key } : {} });
+    expect((await publish("before", "k")).status).toBe(201);
+    expect((await kick(room, { user: "troll", banSec: 2 })).status).toBe(200);
+    const upgraded = await upgrade(room, { token: troll });
+    const refused = { status: upgraded.status, body: await upgraded.json(), retryAfter: upgraded.headers.get("retry-after") };
+    expect(refused).toEqual(bannedAnswer("troll", 2));
+
+    const routes = {
+      publish: () => publish("while banned"),
+      // A key used before the ban: not answered with its first result either.
+      replay: () => publish("while banned", "k"),
+      history: () => call("GET", `/rooms/${room}/history`, { token: troll }),
+      presence: () => call("GET", `/rooms/${room}/presence`, { token: troll }),
+      stats: () => call("GET", `/rooms/${room}/stats`, { token: troll }),
+      kick: () => call("POST", `/rooms/${room}/kick`, { token: troll, body: { user: "watcher" } }),
+      delete: () => call("DELETE", `/rooms/${room}/messages/1`, { token: troll }),
+    };
+    for (const [route, send] of Object.entries(routes)) {
+      const res = await send();
+      const got = { route, status: res.status, body: res.json, retryAfter: res.headers.get("retry-after") };
+      expect(got).toEqual({ route, ...bannedAnswer("troll", 2) });
+    }
+    // Nothing of the refused calls happened: no message stored, sent or given a seq, no kick, no delete.
+    const after = await call("POST", `/rooms/${room}/messages`, { token: await tokenFor("server", room, ["publish"]), body: { data: "after" } });
+    expect(after.json.seq).toBe(2);
+    await watcher.next("message", (m) => m.seq === 2);
+    expect(watcher.frames.filter((f): f is MessageFrame => f.type === "message").map((m) => m.data)).toEqual(["before", "after"]);
+    expect(watcher.frames.filter((f) => f.type === "delete")).toEqual([]);
+    expect(watcher.isClosed()).toBe(false);
+    const page = await call("GET", `/rooms/${room}/history`, { token: await admin(room) });
+    expect(page.json.messages.map((m: MessageFrame) => m.data)).toEqual(["after", "before"]);
+
+    // Once the ban runs out, every route answers the user again.
+    await expect.poll(async () => (await routes.history()).status, { timeout: 5_000, interval: 250 }).toBe(200);
+    expect((await routes.presence()).status).toBe(200);
+    expect((await publish("back")).status).toBe(201);
+    expect((await watcher.next("message", (m) => m.seq === 3)).data).toBe("back");
+  }, 10_000);
+
   it("keeps a ban across an eviction, and banSec 0 lifts it", async () => {
     const room = "mod-ban-evict";
     expect((await kick(room, { user: "troll", banSec: 600 })).json).toEqual({ closed: 0 });
@@ -97,7 +145,10 @@ describe("DELETE /rooms/:room/messages/:seq", () => {
     const b = await connect(room, { token: await tokenFor("b", room) });
     const { epoch } = await a.next("welcome");
     await b.next("welcome");
-    await fill(room, 5);
+    await fill(room, 2);
+    const server = await tokenFor("server", room, ["publish"]);
+    expect((await call("POST", `/rooms/${room}/messages`, { token: server, body: { data: SECRET } })).json.seq).toBe(3);
+    await fill(room, 2, 3);
     await a.collect("message", 5);
     const res = await del(room, 3);
     expect(res.status).toBe(200);
@@ -114,7 +165,11 @@ describe("DELETE /rooms/:room/messages/:seq", () => {
     // In the deleted one's place, its delete: a client's position passes every seq.
     const replay = resumed.frames.flatMap((f) => (f.type === "message" || f.type === "delete" ? [`${f.type} ${f.seq}`] : []));
     expect(replay).toEqual(["message 2", "delete 3", "message 4", "message 5"]);
-    expect(resumed.texts).toEqual([]); // no trace of the deleted one's content
+    // No trace of the deleted one's content: seq 3 is only its bare delete frame, and its text is
+    // in no frame (parsed ones included: `texts` holds only what was not JSON).
+    const third = resumed.frames.filter((f) => (f.type === "message" || f.type === "delete") && f.seq === 3);
+    expect(third).toEqual([{ type: "delete", seq: 3 }]);
+    expect(JSON.stringify([resumed.frames, resumed.texts])).not.toContain(SECRET);
     // Gone: a second delete, and a seq the room never had, are 404; a bad seq is 400.
     expect((await del(room, 3)).status).toBe(404);
     expect((await del(room, 99)).json.error.code).toBe("not_found");

@@ -1,5 +1,6 @@
 // HTTP calls through the real Worker, for the routes that are not sockets.
 import { exports } from "cloudflare:workers";
+import { expect } from "vitest";
 import { tokenFor } from "./tokens";
 
 export async function call(method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) {
@@ -29,4 +30,18 @@ export async function fill(room: string, count: number, from = 0): Promise<void>
     const r = await call("POST", `/rooms/${room}/messages`, { token, body: { data: i } });
     if (r.status !== 201) throw new Error(`publish failed: ${r.status} ${r.text}`);
   }
+}
+
+/**
+ * How a room refuses a banned user, on an upgrade or any HTTP route, as `{status, body, retryAfter}`:
+ * 403 `banned`, with the seconds the ban has left (1..banSec) in the message and in Retry-After.
+ */
+export function bannedAnswer(uid: string, banSec: number) {
+  const left = `[1-${banSec}]`;
+  const message = new RegExp(`^user ${uid} is banned from this room for ${left} more seconds$`);
+  return {
+    status: 403,
+    body: { error: { code: "banned", message: expect.stringMatching(message) } },
+    retryAfter: expect.stringMatching(new RegExp(`^${left}$`)),
+  };
 }

@@ -1,6 +1,7 @@
 // A test client inside the Workers pool: upgrades through the real Worker (auth and routing
 // included) and collects frames, reading both single frames and batched arrays.
 import { exports } from "cloudflare:workers";
+import { onTestFinished } from "vitest";
 import type { ServerFrame } from "../../src/protocol";
 
 export interface TestSocket {
@@ -129,4 +130,14 @@ export async function socketOf(res: Response): Promise<TestSocket> {
     },
   };
   return sock;
+}
+
+/**
+ * Pings `s` every 400 ms until the test ends, so it outlives the pool's IDLE_TIMEOUT_SEC of 2
+ * while a test waits (pings count as activity; the runtime answers them without waking the room).
+ */
+export function keepAlive(s: TestSocket): TestSocket {
+  const timer = setInterval(() => !s.isClosed() && s.send("ping"), 400);
+  onTestFinished(() => clearInterval(timer));
+  return s;
 }

@@ -60,7 +60,7 @@ describe("giant rooms: the order of one stream call (#19 defect 1)", () => {
     // One turn of the root: the publishes and the delete travel to each shard in one stream call.
     await runInDurableObject(rootOf(room), (root: Room) => {
       for (const data of ["keep-1", "secret", "keep-3"]) root.publish(room, server, data);
-      root.deleteMessage(room, 2);
+      root.deleteMessage(room, "mod", 2);
       root.publish(room, server, "keep-4");
     });
     for (const s of watchers) {

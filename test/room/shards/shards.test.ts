@@ -6,8 +6,8 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { MessageFrame, RoomStats } from "../../../src/protocol";
 import { MIN_BATCH_FANOUT } from "../../../src/room/outbox";
-import { call } from "../../support/http";
-import { connect, upgrade, type TestSocket } from "../../support/socket";
+import { bannedAnswer, call } from "../../support/http";
+import { connect, keepAlive, upgrade, type TestSocket } from "../../support/socket";
 import { tokenFor } from "../../support/tokens";
 
 const rootOf = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
@@ -196,6 +196,39 @@ describe("a sharded room is one room", () => {
     for (let i = 0; i < 4; i++) await evictDurableObject(shardOf(room, i), { webSockets: "hibernate" });
     await refusals();
   });
+
+  it("refuses a banned user on every HTTP route at the root (403 banned), delivering nothing to any shard, until the ban runs out", async () => {
+    const room = "giant-ban-http";
+    const watchers = (await crowd(room, 8)).map(keepAlive);
+    expect(new Set(await shardIndexes(room, watchers, 4)).size).toBeGreaterThan(1);
+    const troll = await tokenFor("troll", room);
+    const tab = await connect(room, { token: troll });
+    await tab.next("welcome");
+    const admin = await tokenFor("mod", room, ["admin", "history"]);
+    expect((await call("POST", `/rooms/${room}/kick`, { token: admin, body: { user: "troll", banSec: 2 } })).json).toEqual({ closed: 1 });
+    expect((await tab.closed).code).toBe(4403);
+    const answer = async (res: Promise<{ status: number; json: unknown; headers: Headers }>) => {
+      const r = await res;
+      return { status: r.status, body: r.json, retryAfter: r.headers.get("retry-after") };
+    };
+    const publish = () => call("POST", `/rooms/${room}/messages`, { token: troll, body: { data: "while banned" } });
+    const history = () => call("GET", `/rooms/${room}/history`, { token: troll });
+    const presence = () => call("GET", `/rooms/${room}/presence`, { token: troll });
+    for (const res of [publish(), history(), presence()]) expect(await answer(res)).toEqual(bannedAnswer("troll", 2));
+    // The refused publish took no seq and reached no shard: the next one is seq 1 everywhere.
+    const server = await tokenFor("server", room, ["publish"]);
+    expect((await call("POST", `/rooms/${room}/messages`, { token: server, body: { data: "after" } })).json.seq).toBe(1);
+    for (const w of watchers) {
+      await w.next("message", (m) => m.seq === 1);
+      expect(w.frames.filter((f): f is MessageFrame => f.type === "message").map((m) => m.data)).toEqual(["after"]);
+    }
+    expect((await call("GET", `/rooms/${room}/history`, { token: admin })).json.messages.map((m: MessageFrame) => m.data)).toEqual(["after"]);
+
+    await expect.poll(async () => (await history()).status, { timeout: 5_000, interval: 250 }).toBe(200);
+    expect((await presence()).status).toBe(200);
+    expect((await publish()).status).toBe(201);
+    for (const w of watchers) expect((await w.next("message", (m) => m.seq === 2)).from.id).toBe("troll");
+  }, 10_000);
 
   it("deletes a message on every shard: the frame reaches all, resumes carry its delete in its place, repairs skip it", async () => {
     const room = "giant-delete";
