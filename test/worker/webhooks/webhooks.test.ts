@@ -50,11 +50,11 @@ async function accepted(room: string): Promise<WebhookEvent[]> {
   return out;
 }
 
-const until = <T>(get: () => Promise<T>, ok: (v: T) => boolean, what: string, timeout = 15_000) =>
+const until = <T>(get: () => Promise<T>, ok: (v: T) => boolean, what: string, timeout = 15_000, show = (v: T) => JSON.stringify(v).slice(0, 600)) =>
   vi.waitFor(
     async () => {
       const v = await get();
-      if (!ok(v)) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 600)}`);
+      if (!ok(v)) throw new Error(`timed out waiting for ${what}: ${show(v)}`);
       return v;
     },
     { timeout, interval: 50 },
@@ -68,6 +68,55 @@ const brief = (e: WebhookEvent) =>
       : e.type === "kick"
         ? `kick ${e.user}`
         : e.type;
+
+/**
+ * Puts `ms` in front of every queue send, the room's included (its Durable Object runs in this
+ * isolate, on the same Queue prototype): a local send answers in ~1 ms, a production one in
+ * tens of ms (Cloudflare quotes a ~60 ms median), and a drain's speed is per round trip. Sends
+ * (send or sendBatch calls, counted from 0) that `refuse` picks fail instead, as a queue over
+ * its limits does. `calls` lists each call's message sizes in bytes.
+ */
+function slowQueue(ms: number, refuse: (nth: number) => boolean = () => false) {
+  const proto = Object.getPrototypeOf(env.WEBHOOKS) as Queue<string>;
+  const calls: number[][] = [];
+  let refused = 0;
+  const utf8 = new TextEncoder();
+  const slowed = (name: "send" | "sendBatch") => {
+    const real = Object.getOwnPropertyDescriptor(proto, name)!.value as (...args: unknown[]) => Promise<unknown>;
+    return vi.spyOn(proto, name).mockImplementation(async function (this: Queue<string>, ...args: unknown[]) {
+      const bodies = name === "send" ? [args[0] as string] : [...(args[0] as MessageSendRequest<string>[])].map((m) => m.body);
+      const nth = calls.push(bodies.map((b) => utf8.encode(b).length)) - 1;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      if (refuse(nth)) throw new Error(`Queue ${name} failed: refused by the test (${++refused})`);
+      return real.apply(this, args);
+    } as never);
+  };
+  const spies = [slowed("send"), slowed("sendBatch")];
+  return { calls, refused: () => refused, restore: () => spies.forEach((s) => s.mockRestore()) };
+}
+
+/** Publishes `count` messages of a little over `bytes` from `sender` over HTTP, two at a time; returns their data by seq. */
+async function burst(room: string, sender: string, count: number, bytes: number): Promise<Map<number, string>> {
+  const token = await tokenFor(sender, room, ["publish"]);
+  const published = new Map<number, string>();
+  let next = 0;
+  const one = async () => {
+    for (let i = next++; i < count; i = next++) {
+      const data = `${sender} ${i} ${"x".repeat(bytes)}`;
+      const r = await call("POST", `/rooms/${room}/messages`, { token, body: { data } });
+      expect(r.status).toBe(201);
+      published.set(r.json.seq, data);
+    }
+  };
+  await Promise.all([one(), one()]);
+  return published;
+}
+
+/** The message events, by seq, are exactly what was published: each once, with its data. */
+function expectPublished(events: WebhookEvent[], published: Map<number, string>): void {
+  const messages = events.flatMap((e) => (e.type === "message" ? [e] : [])).sort((a, b) => a.seq - b.seq);
+  expect(messages.map((e) => [e.seq, e.data])).toEqual([...published].sort(([a], [b]) => a - b));
+}
 
 describe("webhooks", () => {
   it("tells the receiver, signed and in order: occupied, join, message, delete, kick, leave, vacated", { timeout: 30_000 }, async () => {
@@ -208,5 +257,64 @@ describe("webhooks", () => {
     expect(kinds[0]).toBe("occupied");
     expect(kinds.at(-1)).toBe("vacated");
     expect(kinds.filter((k) => k === "occupied" || k === "vacated")).toHaveLength(2);
+  });
+
+  it("keeps up with a room publishing 32 KB messages faster than one queue message per round trip carries", { timeout: 60_000 }, async () => {
+    // 200 ms a send: one 120 KB queue message per round trip would carry ~15 of these events a
+    // second, while this pool publishes them at ~50-190 a second; sendBatch calls of up to
+    // 256 KB, SENDS_PER_ROUND at a time, carry ~140 a second.
+    const queue = slowQueue(200);
+    try {
+      const room = "hooks-flood";
+      // Two senders of PUBLISH_BURST (150) each: no waiting for refills.
+      const [a, b] = await Promise.all([burst(room, "feed-a", 150, 32_768), burst(room, "feed-b", 150, 32_768)]);
+      const published = new Map([...a, ...b]);
+      // After the last publish: the round trips still to go, and the consumer's 1 s batch window.
+      const deadline = 6_000;
+      const events = await until(
+        () => accepted(room),
+        (e) => e.length === published.size,
+        `all ${published.size} within ${deadline} ms of the last publish`,
+        deadline,
+        (e) => `${e.length} so far`,
+      );
+      // In order as documented: one room's events within a body in the order they happened, and
+      // by seq every message once, with its data.
+      for (const d of await deliveries(room)) {
+        const seqs = WebhookBody.parse(JSON.parse(d.body)).events.flatMap((e) => (e.room === room && e.type === "message" ? [e.seq] : []));
+        expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      }
+      expectPublished(events, published);
+      // Within Cloudflare's limits, which the local queue checks more loosely: 128 KB a message,
+      // 100 messages and 256 KB a sendBatch call, each message counting ~100 bytes of metadata.
+      for (const sizes of queue.calls) {
+        expect(sizes.length).toBeLessThanOrEqual(100);
+        expect(Math.max(...sizes) + 100).toBeLessThanOrEqual(128_000);
+        expect(sizes.reduce((a, b) => a + b + 100, 0)).toBeLessThanOrEqual(256_000);
+      }
+    } finally {
+      queue.restore();
+    }
+  });
+
+  it("loses nothing when the queue refuses one of a round's sendBatch calls: it and the calls after it go again", { timeout: 40_000 }, async () => {
+    // Slow sends, so events pile up into rounds of several calls; the fourth call overall is refused.
+    const queue = slowQueue(200, (nth) => nth === 3);
+    try {
+      const room = "hooks-refused";
+      const published = await burst(room, "server", 60, 32_768);
+      // What the refused round left is sent with the next event's drain, or else on the room's alarm (10 s).
+      const events = await until(
+        () => accepted(room),
+        (e) => e.length === published.size,
+        "every message, the refused ones again",
+        30_000,
+        (e) => `${e.length} so far`,
+      );
+      expect(queue.refused()).toBe(1);
+      expectPublished(events, published);
+    } finally {
+      queue.restore();
+    }
   });
 });
