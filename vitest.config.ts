@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { exportJWK, generateKeyPair } from "jose";
 import { defineConfig } from "vitest/config";
@@ -56,13 +57,30 @@ const ROOM_VARS = {
 export const WEBHOOK_URL = "https://hooks.test/in";
 export const WEBHOOK_SECRET = "webhook-secret-for-the-workers-pool-only";
 
+/** The README's receiver check (its "Verify the signature" block). */
+type Verify = (rawBody: string, header: string | null, secret: string, toleranceSec?: number) => boolean;
+
 /**
- * The customer's receiver, for the webhooks project: every POST to /in is kept (signature header,
- * body, the status answered). `/fail?room=R&n=k` makes the next k deliveries holding room R's
- * events answer 500; `/received?room=R` lists the deliveries holding R's events.
+ * The README's receiver code, run as written (it is Node code; this config runs in Node): the
+ * webhooks project's receiver checks every delivery exactly as a customer following the README
+ * does, so a signature it would refuse (a wrong HMAC, a `t` in ms or off by minutes) fails the tests.
  */
-function webhookReceiver() {
-  type Delivery = { signature: string | null; body: string; status: number; at: number };
+async function readmeVerify(): Promise<Verify> {
+  const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
+  const code = /^Verify the signature[^\n]*\n\n```js\n([\s\S]*?)\n```/m.exec(readme)?.[1];
+  if (!code) throw new Error("README.md: no ```js block after 'Verify the signature'");
+  return ((await import(`data:text/javascript,${encodeURIComponent(code)}`)) as { verify: Verify }).verify;
+}
+
+/**
+ * The customer's receiver, for the webhooks project: every POST to /in is checked with the
+ * README's verify() against this process's clock, answered 401 if it fails, and kept (signature
+ * header, body, verified, the status answered). `/fail?room=R&n=k` makes the next k deliveries
+ * holding room R's events answer 500; `/received?room=R` lists the deliveries holding R's events;
+ * POST `/verify` answers whether its body and signature header pass, and keeps nothing.
+ */
+function webhookReceiver(verify: Verify) {
+  type Delivery = { signature: string | null; body: string; verified: boolean; status: number; at: number };
   const deliveries: Delivery[] = [];
   const failing = new Map<string, number>();
   const rooms = (body: string) => new Set((JSON.parse(body) as { events: { room: string }[] }).events.map((e) => e.room));
@@ -71,12 +89,15 @@ function webhookReceiver() {
     const room = url.searchParams.get("room") ?? "";
     if (url.pathname === "/received") return Response.json(deliveries.filter((d) => rooms(d.body).has(room)));
     if (url.pathname === "/fail") return (failing.set(room, Number(url.searchParams.get("n"))), new Response("ok"));
+    const signature = request.headers.get("x-edgerooms-signature");
+    if (url.pathname === "/verify") return Response.json(verify(await request.text(), signature, WEBHOOK_SECRET));
     if (url.pathname !== "/in") return new Response("no such receiver route", { status: 404 });
     const body = await request.text();
-    const failFor = [...rooms(body)].find((r) => (failing.get(r) ?? 0) > 0);
+    const verified = verify(body, signature, WEBHOOK_SECRET);
+    const failFor = verified ? [...rooms(body)].find((r) => (failing.get(r) ?? 0) > 0) : undefined;
     if (failFor !== undefined) failing.set(failFor, failing.get(failFor)! - 1);
-    const status = failFor === undefined ? 204 : 500;
-    deliveries.push({ signature: request.headers.get("x-edgerooms-signature"), body, status, at: Date.now() });
+    const status = !verified ? 401 : failFor === undefined ? 204 : 500;
+    deliveries.push({ signature, body, verified, status, at: Date.now() });
     return new Response(null, { status });
   };
 }
@@ -106,7 +127,7 @@ export default defineConfig(async () => {
           "webhooks",
           ["test/worker/webhooks/*.test.ts"],
           { ...ROOM_VARS, WEBHOOK_URL, WEBHOOK_SECRET, SHARDED_ROOMS: "giant-*:2", MAX_MESSAGE_BYTES: "262144" },
-          webhookReceiver(),
+          webhookReceiver(await readmeVerify()),
         ),
         pool("no-key", ["test/worker/no-key/*.test.ts"], {}),
         pool("upgrade-limit", ["test/worker/upgrade-limit/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),

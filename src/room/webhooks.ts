@@ -3,8 +3,10 @@
 // event are stored together or not at all), and a row leaves the outbox only once the queue has
 // accepted it. Delivery to the receiver, its retries and the dead-letter queue are the queue's
 // and its consumer's (worker/webhooks.ts); the room retries only a send the queue refused, on
-// its alarm. Sends run after the current event's work, one at a time, so they never delay a
-// socket and what piles up during one send leaves together in the next.
+// its alarm. Sends run after the current event's work, one round trip at a time, so they never
+// delay a socket and what piles up during one round trip leaves together in the next: packed
+// into queue messages, those into several sendBatch calls at once, since one call carries at
+// most 256 KB and a room can produce more than that per round trip.
 import { overBytes, utf8Length, type UserRef, type WebhookEvent } from "../protocol";
 
 /** An event before the outbox gives it its id, room and time. */
@@ -20,8 +22,27 @@ export interface QueuedEvents {
   events: WebhookEvent[];
 }
 
+/** One sendBatch call of a round: its queue messages, and the number of the last event they hold. */
+interface QueueCall {
+  messages: MessageSendRequest<string>[];
+  last: number;
+}
+
 /** A queue message holds at most 128 KB; the rest is the envelope's. */
 export const MAX_QUEUE_MESSAGE_BYTES = 120_000;
+/** One sendBatch call: at most 100 messages and 256 KB in all (Cloudflare Queues' limits; 1 KB = 1000 bytes). */
+const MAX_SEND_MESSAGES = 100;
+const MAX_SEND_BYTES = 256_000;
+/** A message's bytes besides its events: the queue's metadata ("up to ~100 bytes"), and the envelope (~110 at most) with room to spare. */
+const MESSAGE_OVERHEAD_BYTES = 300;
+/**
+ * sendBatch calls in flight at once. A send takes tens of ms (Cloudflare quotes a ~60 ms median),
+ * so one call per round trip would hold a room to 256 KB per round trip, ~4 MB/s; four carry
+ * ~1 MB, and leave two of the six connections a Worker may have open for the room's others.
+ */
+export const SENDS_PER_ROUND = 4;
+/** Outbox rows one round reads at most, about a round's worth of the smallest events (the cursor reads only as far as the round takes). */
+const ROWS_PER_ROUND = 8_000;
 /** A message event larger than this goes without its `data` (`dataTooLarge`): the receiver reads it from history. */
 export const MAX_EVENT_BYTES = 100_000;
 /** How soon the room looks at its outbox again after the queue refused a send, or after a crash. */
@@ -110,29 +131,62 @@ export class Webhooks {
   }
 
   async #sendAll(): Promise<void> {
-    for (let batch = this.#read(); batch; batch = this.#read()) {
-      await this.queue.send(batch.body, { contentType: "text" });
-      this.sql.exec(`DELETE FROM webhook_outbox WHERE n <= ?`, batch.last);
-      this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('webhook_sent', ?)`, String(batch.last));
+    for (let round = this.#read(); round.length > 0; round = this.#read()) {
+      const sent = await Promise.allSettled(round.map((call) => this.queue.sendBatch(call.messages)));
+      // The outbox stays the room's events after `webhook_sent`: what the queue took up to a
+      // refused call leaves it, and the calls after that one are sent again (at least once).
+      const refused = sent.findIndex((s) => s.status === "rejected");
+      const taken = round.slice(0, refused === -1 ? round.length : refused).at(-1);
+      if (taken) {
+        this.sql.exec(`DELETE FROM webhook_outbox WHERE n <= ?`, taken.last);
+        this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('webhook_sent', ?)`, String(taken.last));
+      }
+      if (refused !== -1) throw (sent[refused] as PromiseRejectedResult).reason;
     }
   }
 
-  /** The oldest events that fit one queue message, as its text, and the last one's number. */
-  #read(): { body: string; last: number } | null {
-    const events: string[] = [];
+  /**
+   * The oldest events, in order, as one round's sendBatch calls (none: the outbox is empty):
+   * queue messages of at most MAX_QUEUE_MESSAGE_BYTES of events, calls within the queue's
+   * limits, at most SENDS_PER_ROUND of them, each with the number of the last event it holds.
+   */
+  #read(): QueueCall[] {
+    const head = `{"room":${JSON.stringify(this.scope().room)},"n":`;
+    const calls: QueueCall[] = [];
+    let call: QueueCall = { messages: [], last: 0 };
+    let callBytes = 0; // of its finished messages, overhead included
+    let events: string[] = []; // the message being filled
     let bytes = 0;
     let first = 0;
-    let last = 0;
-    for (const row of this.sql.exec<{ n: number; event: string }>(`SELECT n, event FROM webhook_outbox ORDER BY n LIMIT 1000`)) {
+    const finishMessage = () => {
+      if (events.length === 0) return;
+      call.messages.push({ body: `${head}${first},"events":[${events.join(",")}]}`, contentType: "text" });
+      callBytes += bytes + MESSAGE_OVERHEAD_BYTES;
+      events = [];
+      bytes = 0;
+    };
+    const finishCall = () => {
+      finishMessage();
+      if (call.messages.length > 0) calls.push(call);
+      call = { messages: [], last: 0 };
+      callBytes = 0;
+    };
+    for (const row of this.sql.exec<{ n: number; event: string }>(`SELECT n, event FROM webhook_outbox ORDER BY n LIMIT ${ROWS_PER_ROUND}`)) {
       const size = utf8Length(row.event) + 1;
-      if (events.length > 0 && bytes + size > MAX_QUEUE_MESSAGE_BYTES) break;
+      if (events.length > 0 && bytes + size > MAX_QUEUE_MESSAGE_BYTES) finishMessage();
+      // Into the message being filled, or a new one: either way the call must stay within its limits.
+      const tooMany = events.length === 0 && call.messages.length === MAX_SEND_MESSAGES;
+      const tooBig = call.messages.length + events.length > 0 && callBytes + bytes + size + MESSAGE_OVERHEAD_BYTES > MAX_SEND_BYTES;
+      if (tooMany || tooBig) {
+        finishCall();
+        if (calls.length === SENDS_PER_ROUND) break;
+      }
       if (events.length === 0) first = row.n;
       events.push(row.event);
       bytes += size;
-      last = row.n;
+      call.last = row.n;
     }
-    if (events.length === 0) return null;
-    const { room } = this.scope();
-    return { body: `{"room":${JSON.stringify(room)},"n":${first},"events":[${events.join(",")}]}`, last };
+    finishCall();
+    return calls;
   }
 }

@@ -30,7 +30,7 @@ import { REJECT_LIMIT, REJECT_WINDOW_MS } from "../../src/room/session";
 import { KEYS_RETRY_SEC, KEYS_TIMEOUT_MS, MAX_TOKEN_LENGTH } from "../../src/worker/auth";
 import { DEV_TOKEN_TTL_SEC } from "../../src/worker/devtoken";
 import { MAX_RETRY_DELAY_SEC, WEBHOOK_TIMEOUT_MS } from "../../src/worker/webhooks";
-import { MAX_EVENT_BYTES, RESEND_AFTER_MS } from "../../src/room/webhooks";
+import { MAX_EVENT_BYTES, RESEND_AFTER_MS, SENDS_PER_ROUND } from "../../src/room/webhooks";
 import { STATUS } from "../../src/worker/http";
 import { UpgradeLimiter } from "../../src/worker/upgrade-limit";
 
@@ -178,6 +178,7 @@ describe("docs/protocol.md", () => {
       MAX_RETRY_DELAY_SEC,
       MAX_EVENT_BYTES,
       RESEND_AFTER_MS,
+      SENDS_PER_ROUND,
     };
     const documented: Record<string, number> = {};
     for (const [, value, constant] of rows(section("Fixed limits"))) {
@@ -212,6 +213,7 @@ describe("docs/protocol.md", () => {
       `at most ${MAX_RETRY_DELAY_SEC} s between tries`,
       `exceed ${MAX_EVENT_BYTES.toLocaleString("en-US")} bytes`,
       `every ${RESEND_AFTER_MS / 1000} s`,
+      `in up to ${SENDS_PER_ROUND} \`sendBatch\` calls at once`,
     ]) {
       expect(prose).toContain(phrase);
     }

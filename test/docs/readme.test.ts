@@ -5,6 +5,7 @@ import { holdMs } from "../../src/room/announcements";
 import { ConfigSchema, type Config } from "../../src/config";
 import { MIN_BATCH_FANOUT } from "../../src/room/outbox";
 import { ACK_TIMEOUT_MS, OUTBOX_LIMIT } from "../../src/client/outbox";
+import { SENDS_PER_ROUND } from "../../src/room/webhooks";
 
 it("documents every config field with the default the code uses", () => {
   const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
@@ -31,4 +32,10 @@ it("states the SDK's outbox bound and how long a full one takes to drain at the 
   expect(sdk).toContain(`\`outboxLimit\` ${OUTBOX_LIMIT}, \`ackTimeoutMs\` ${ACK_TIMEOUT_MS}`);
   const drainSec = Math.round((OUTBOX_LIMIT - RATE_LIMIT_BURST) / RATE_LIMIT_PER_SEC);
   expect(sdk).toContain(`a full default outbox of ${OUTBOX_LIMIT} drains in about ${drainSec} s at the room's defaults`);
+});
+
+it("states how many sendBatch calls a room's webhook round makes", () => {
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const hooks = (/## Webhooks\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? "").replace(/\s+/g, " ");
+  expect(hooks).toContain(`in rounds of up to ${SENDS_PER_ROUND} \`sendBatch\` calls of 256 KB each`);
 });
