@@ -395,13 +395,15 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         if (!session.can("publish")) return this.#forbidden(session, "publish", frame.id, now);
         if (this.#role) {
           const text = directText(session.user, frame.data, frame.id);
-          return this.#viaRoot(session, frame.id, async (root, room) => {
-            if (await root.shardDirect(room, frame.to, text)) {
+          return this.#viaRoot<boolean>(
+            session,
+            frame.id,
+            (root, room) => root.shardDirect(room, session.user.id, frame.to, text),
+            (sent) => {
+              if (!sent) return this.#reject(session, "not_found", `user ${frame.to} is not in the room`, frame.id, Date.now());
               if (frame.id !== undefined) this.#send(session, { type: "ack", id: frame.id });
-            } else {
-              this.#reject(session, "not_found", `user ${frame.to} is not in the room`, frame.id, Date.now());
-            }
-          });
+            },
+          );
         }
         const targets = [...this.#presence.sessionsOf(frame.to)];
         if (targets.length === 0) {
@@ -429,9 +431,10 @@ export class Room extends DurableObject<Env> implements ShardTarget {
         if (!session.can("history")) return this.#forbidden(session, "history", frame.id, now);
         const limit = frame.limit ?? HISTORY_PAGE_DEFAULT;
         const id = frame.id === undefined ? "" : `"id":${JSON.stringify(frame.id)},`;
-        const answer = ({ frames, more }: { frames: string[]; more: boolean }) =>
+        const answer = ({ frames, more }: HistoryFrames) =>
           this.#delivery.send(session, `{"type":"history",${id}"messages":[${frames.join(",")}],"more":${more}}`);
-        if (this.#role) return this.#viaRoot(session, frame.id, async (root) => answer(await root.historyFrames(frame.before, limit)));
+        if (this.#role)
+          return this.#viaRoot<HistoryFrames>(session, frame.id, (root) => root.historyFrames(session.user.id, frame.before, limit), answer);
         answer(this.#history.pageFrames(frame.before, limit));
         return;
       }
@@ -803,29 +806,39 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     return { first, frames };
   }
 
-  historyFrames(before: number | undefined, limit: number): { frames: string[]; more: boolean } {
-    return this.#history.pageFrames(before, limit);
+  // A shard's frames, sent on by the root. Each checks the sender's ban, as every path that acts
+  // as a user does: a shard that has not heard of a ban yet must not let its user act.
+
+  historyFrames(uid: string, before: number | undefined, limit: number): HistoryFrames | Failure {
+    return this.#banned(uid) ?? this.#history.pageFrames(before, limit);
   }
 
   /** A publish accepted by a shard; its echo returns in the stream like every other copy. */
-  shardPublish(room: string, from: UserRef, data: unknown, id?: string): void {
+  shardPublish(room: string, from: UserRef, data: unknown, id?: string): Failure | null {
     this.#named(room);
-    this.#publish(from, data, id);
+    const banned = this.#banned(from.id);
+    if (!banned) this.#publish(from, data, id);
+    return banned;
   }
 
   /** A direct message for `to`, wherever its sockets are; false when the user is not in the room. */
-  shardDirect(room: string, to: string, text: string): boolean {
+  shardDirect(room: string, from: string, to: string, text: string): boolean | Failure {
     this.#named(room);
+    const banned = this.#banned(from);
+    if (banned) return banned;
     const shards = this.#members?.shardsOf(to) ?? [];
     if (shards.length === 0) return false;
     this.#fanout!.push({ text, to }, shards);
     return true;
   }
 
-  shardState(room: string, uid: string, state: Record<string, unknown>): void {
+  shardState(room: string, uid: string, state: Record<string, unknown>): Failure | null {
     this.#named(room);
+    const banned = this.#banned(uid);
+    if (banned) return banned;
     this.#members?.setState(uid, state);
     this.#announce("update", uid);
+    return null;
   }
 
   /** A shard's member counts (`replace`: its whole membership); joins and leaves follow from them. */
@@ -1056,9 +1069,24 @@ export class Room extends DurableObject<Env> implements ShardTarget {
   }
 
   /** Sends a frame's work to the root; a failed call is answered as the frame's error. */
-  #viaRoot(session: Session, id: string | undefined, call: (root: DurableObjectStub<Room>, room: string) => Promise<unknown>): void {
+  /**
+   * Sends a frame's work to the root and hands its answer to `then`. A failed call is answered as
+   * the frame's `internal` error. A root that refuses the user as banned means this shard missed
+   * the ban: the socket is closed as a kick would have, and the shard resyncs its bans.
+   */
+  #viaRoot<T>(
+    session: Session,
+    id: string | undefined,
+    call: (root: DurableObjectStub<Room>, room: string) => Promise<T | Failure>,
+    then?: (answer: T) => void,
+  ): void {
     void this.#shardState()
-      .then((shard) => this.#toRoot(shard, (root) => call(root, shard.role.room)))
+      .then(async (shard) => {
+        const answer = await this.#toRoot(shard, (root) => call(root, shard.role.room));
+        if (!isFailure(answer)) return then?.(answer);
+        this.#close(session, CloseCode.forbidden, closeReason(undefined));
+        this.#retrySoon(shard);
+      })
       .catch(() =>
         this.#send(session, { type: "error", code: "internal", message: "the room is unavailable; try again", ...(id === undefined ? {} : { id }) }),
       );
@@ -1207,6 +1235,9 @@ export class Room extends DurableObject<Env> implements ShardTarget {
     this.#delivery.send(session, JSON.stringify(frame));
   }
 }
+
+/** A page of history as stored frames (History.pageFrames). */
+type HistoryFrames = { frames: string[]; more: boolean };
 
 /** A direct message frame, serialized once for every socket of its target. */
 function directText(from: UserRef, data: unknown, id: string | undefined): string {

@@ -2,46 +2,14 @@
 // call as its message, a kick while the user's sockets are joining, moderation whose stream
 // calls were lost, and a user's connections spread over shards. Sockets are placed on every
 // shard deliberately (the Worker spreads them at random), so no shard is missed by chance.
-import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { Capability, PresenceEntry } from "../../../src/protocol";
-import { JOIN_HEADER, type Join, type Room } from "../../../src/room/room";
+import type { PresenceEntry } from "../../../src/protocol";
+import type { Room } from "../../../src/room/room";
 import { call } from "../../support/http";
+import { everywhere, onShard, refusalOn, rootOf, SHARDS, upgradeOn } from "../../support/shards";
 import { socketOf, upgrade, type TestSocket } from "../../support/socket";
 import { tokenFor } from "../../support/tokens";
-
-const SHARDS = 4; // SHARDED_ROOMS has "giant-*:4" in this project
-const rootOf = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
-const shardOf = (room: string, i: number) => env.ROOMS.get(env.ROOMS.idFromName(`${room}#${i}`));
-const server = { id: "server", name: "server" };
-
-/** An upgrade onto shard `index`, carrying what the Worker sends after auth (the Worker itself picks a shard at random). */
-function upgradeOn(room: string, index: number, uid: string, extra: Partial<Join> = {}): Promise<Response> {
-  const caps: Capability[] = ["subscribe", "publish", "history"];
-  const join: Join = {
-    room,
-    user: { id: uid, name: uid },
-    caps,
-    exp: Math.floor(Date.now() / 1000) + 3600,
-    ...extra,
-    shard: { index, count: SHARDS },
-  };
-  return shardOf(room, index).fetch("https://room.internal/ws", { headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(join) } });
-}
-
-async function onShard(room: string, index: number, uid: string, extra: Partial<Join> = {}): Promise<TestSocket> {
-  const s = await socketOf(await upgradeOn(room, index, uid, extra));
-  await s.next("welcome");
-  return s;
-}
-
-/** `perShard` sockets on every shard; `uid` names them all alike, or each `${prefix}${k}` when it ends in "*". */
-async function everywhere(room: string, perShard: number, uid: string): Promise<TestSocket[]> {
-  const socks: TestSocket[] = [];
-  for (let k = 0; k < SHARDS * perShard; k++) socks.push(await onShard(room, k % SHARDS, uid.endsWith("*") ? `${uid.slice(0, -1)}${k}` : uid));
-  return socks;
-}
 
 /** The message and delete frames a socket got, in order. */
 const events = (s: TestSocket) => s.frames.flatMap((f) => (f.type === "message" || f.type === "delete" ? [`${f.type} ${f.seq}`] : []));
@@ -51,6 +19,8 @@ const kick = async (room: string, body: unknown) => call("POST", `/rooms/${room}
 async function presence(room: string): Promise<{ users: PresenceEntry[]; count: number }> {
   return (await call("GET", `/rooms/${room}/presence`, { token: await tokenFor("reader", room, ["subscribe"]) })).json;
 }
+
+const server = { id: "server", name: "server" };
 
 describe("giant rooms: the order of one stream call (#19 defect 1)", () => {
   it("delivers a message before its delete when both reach a shard in one call, and no shard's tail replays it", async () => {
@@ -96,8 +66,33 @@ describe("giant rooms: a kick while the user joins (#19 defect 3)", () => {
       for (const t of admitted) expect(await t.closed).toEqual({ code: 4403, reason: "kicked: spam" });
       expect(res.json, `trial ${trial}: ${admitted.length} admitted`).toEqual({ closed: admitted.length });
       // Every shard refuses the user from now on, through the Worker or straight to the shard.
-      for (let i = 0; i < SHARDS; i++) expect((await upgradeOn(room, i, "troll")).status).toBe(403);
-      expect((await upgrade(room, { token: await tokenFor("troll", room) })).status).toBe(403);
+      for (let i = 0; i < SHARDS; i++) expect(await refusalOn(room, i, "troll")).toEqual({ status: 403, code: "banned" });
+      const viaWorker = await upgrade(room, { token: await tokenFor("troll", room) });
+      expect(viaWorker.status).toBe(403);
+      await viaWorker.text();
+    }
+  });
+});
+
+describe("giant rooms: a ban on every path to the root (#19 defect 5)", () => {
+  it("refuses a banned user's frames that a shard sends on, at the root, whatever that shard has heard", async () => {
+    const room = "giant-ban-rpc";
+    const watchers = await everywhere(room, 1, "w*");
+    expect((await kick(room, { user: "troll", banSec: 600 })).json).toEqual({ closed: 0 });
+    const troll = { id: "troll", name: "troll" };
+    const answers = await runInDurableObject(rootOf(room), (root: Room) => [
+      root.shardPublish(room, troll, "spam"),
+      root.shardDirect(room, "troll", "w0", JSON.stringify({ type: "direct", from: troll, data: "psst" })),
+      root.shardState(room, "troll", { typing: true }),
+      root.historyFrames("troll", undefined, 10),
+    ]);
+    for (const answer of answers) expect(answer).toMatchObject({ code: "banned" });
+    // Nothing was numbered, stored or sent: the next publish is seq 1, and it is all anyone got.
+    watchers[0]!.send({ type: "publish", data: "hello" });
+    for (const w of watchers) {
+      await w.next("message", (m) => m.data === "hello");
+      expect(events(w)).toEqual(["message 1"]);
+      expect(w.frames.filter((f) => f.type === "direct")).toEqual([]);
     }
   });
 });
@@ -126,8 +121,7 @@ describe("giant rooms: moderation whose stream calls were lost (#19 defect 4)", 
       expect(events(back)).toEqual(["delete 1"]);
       expect(JSON.stringify(back.frames)).not.toContain("secret");
       back.close();
-      const refused = await upgradeOn(room, i, "troll");
-      expect(refused.status).toBe(403);
+      expect(await refusalOn(room, i, "troll")).toEqual({ status: 403, code: "banned" });
     }
     // The woken root counts every watcher once and the banned user not at all.
     await expect
