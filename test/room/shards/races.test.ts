@@ -72,6 +72,25 @@ describe("giant rooms: a kick while the user joins (#19 defect 3)", () => {
       await viaWorker.text();
     }
   });
+
+  it("refuses a join that was waiting on the root when the kick came (the ban is checked as the socket is admitted)", async () => {
+    for (let trial = 0; trial < 4; trial++) {
+      const room = `giant-race-kick-resume-${trial}`;
+      // History the shards' tails lack: a join resuming from seq 0 waits on a root.range call.
+      let epoch = "";
+      for (let k = 0; k < 3; k++)
+        epoch = (await call("POST", `/rooms/${room}/messages`, { token: await tokenFor("server", room, ["publish"]), body: { data: k } })).json.epoch;
+      const joins = Array.from({ length: 2 * SHARDS }, (_, k) => upgradeOn(room, k % SHARDS, "troll", { since: 0, epoch }));
+      const kicked = kick(room, { user: "troll", banSec: 600 });
+      const answers = await Promise.all(joins);
+      const admitted = await Promise.all(answers.filter((r) => r.status === 101).map(socketOf));
+      for (const r of answers.filter((a) => a.status !== 101)) expect(r.status).toBe(403);
+      const res = await kicked;
+      for (const t of admitted) expect((await t.closed).code).toBe(4403);
+      expect(res.json, `trial ${trial}: ${admitted.length} admitted`).toEqual({ closed: admitted.length });
+      await Promise.all(answers.filter((a) => a.status !== 101).map((r) => r.text()));
+    }
+  });
 });
 
 describe("giant rooms: a ban on every path to the root (#19 defect 5)", () => {
