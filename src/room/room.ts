@@ -6,8 +6,8 @@
 // follow the HTTP ones, and the places where a shard acts differently say so where they branch.
 import { DurableObject } from "cloudflare:workers";
 import { loadConfig, shardsFor, type Config } from "../config";
-import { capabilitiesFor, isFailure, verifyToken } from "../worker/auth";
-import { errorResponse, failure, type Failure } from "../worker/http";
+import { capabilitiesFor, verifyToken } from "../auth";
+import { errorResponse, failure, isFailure, type Failure } from "../http";
 import { Bans, type Ban } from "./bans";
 import { Counters, FLUSH_WITHIN_MS, type CounterName } from "./counters";
 import { Crowd } from "./crowd";

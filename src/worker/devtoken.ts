@@ -2,7 +2,7 @@
 // sets. Mints a short-lived HS256 token so the demo page works without an identity provider.
 import { SignJWT } from "jose";
 import type { Config } from "../config";
-import { errorResponse, failure, json } from "./http";
+import { errorResponse, failure, json } from "../http";
 import { MAX_ID_LENGTH, ROOM_NAME } from "../protocol";
 
 export const DEV_TOKEN_TTL_SEC = 3600;

@@ -1,11 +1,11 @@
 // The Worker's fetch handler: answers /health, authenticates every room request, and routes it to the room's
 // Durable Object. Nothing reaches a room unless auth passed.
-import { capabilitiesFor, isFailure, tokenFrom, verifyToken, type Identity } from "./auth";
+import { capabilitiesFor, tokenFrom, verifyToken, type Identity } from "../auth";
 import { ConfigError, loadConfig, shardsFor, type Config } from "../config";
 import { originAllowed, preflight, withCors } from "./cors";
 import { mintDevToken } from "./devtoken";
 import type { Env } from "../env";
-import { errorResponse, failure, json, type Failure } from "./http";
+import { errorResponse, failure, isFailure, json, type Failure } from "../http";
 import { HistoryQuery, IdempotencyKey, KickBody, MessageSeq, PublishBody, ROOM_NAME, type Capability } from "../protocol";
 import { UpgradeLimiter } from "./upgrade-limit";
 import { deliverWebhooks } from "./webhooks";

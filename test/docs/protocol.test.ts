@@ -27,11 +27,11 @@ import { KEEP_MS, KEEP_NEWEST } from "../../src/room/idempotency";
 import { MAX_BATCH_CHARS, MIN_BATCH_FANOUT } from "../../src/room/outbox";
 import { MAX_RESUME_TOKEN_LENGTH } from "../../src/room/resume-token";
 import { REJECT_LIMIT, REJECT_WINDOW_MS } from "../../src/room/session";
-import { KEYS_RETRY_SEC, KEYS_TIMEOUT_MS, MAX_TOKEN_LENGTH } from "../../src/worker/auth";
+import { KEYS_RETRY_SEC, KEYS_TIMEOUT_MS, MAX_TOKEN_LENGTH } from "../../src/auth";
 import { DEV_TOKEN_TTL_SEC } from "../../src/worker/devtoken";
 import { MAX_RETRY_DELAY_SEC, WEBHOOK_TIMEOUT_MS } from "../../src/worker/webhooks";
 import { MAX_EVENT_BYTES, RESEND_AFTER_MS, SENDS_PER_ROUND } from "../../src/room/webhooks";
-import { STATUS } from "../../src/worker/http";
+import { STATUS } from "../../src/http";
 import { UpgradeLimiter } from "../../src/worker/upgrade-limit";
 
 const doc = readFileSync(new URL("../../docs/protocol.md", import.meta.url), "utf8");

@@ -1,7 +1,7 @@
 // The pure pieces behind the edge: rate limiters, capability resolution and config parsing.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { capabilitiesFor, type Identity } from "../../src/worker/auth";
+import { capabilitiesFor, type Identity } from "../../src/auth";
 import { ConfigError, loadConfig, shardsFor } from "../../src/config";
 import worker from "../../src/worker/index";
 import { KeyedBuckets, SlidingCounter, TokenBucket } from "../../src/room/rate-limit";

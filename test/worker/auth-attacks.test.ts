@@ -2,7 +2,7 @@
 // HTTP failure — never a 101, never a WebSocket — and none of them reaches the room.
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import { MAX_TOKEN_LENGTH } from "../../src/worker/auth";
+import { MAX_TOKEN_LENGTH } from "../../src/auth";
 import { expectFailure, request, upgradeHeaders } from "../support/edge";
 import { b64url, b64urlJson, epoch, hmacToken, hmacTokenRaw, poolSecret, unsignedToken, withPayload } from "../support/jwt";
 import { upgrade } from "../support/socket";

@@ -1,5 +1,5 @@
-// Plain-HTTP answers at the Worker's edge: every failure is `{"error":{"code","message"}}`.
-import type { ErrorCode, HttpError } from "../protocol";
+// HTTP answers and failures, for the Worker and the rooms alike: every failure is `{"error":{"code","message"}}`.
+import type { ErrorCode, HttpError } from "./protocol";
 
 export function json(body: unknown, status = 200, headers?: HeadersInit): Response {
   const h = new Headers(headers);
@@ -29,6 +29,10 @@ export interface Failure {
   message: string;
   /** Seconds until a retry can succeed, sent as Retry-After (temporary failures only). */
   retryAfterSec?: number;
+}
+
+export function isFailure(x: unknown): x is Failure {
+  return typeof x === "object" && x !== null && "code" in x && "message" in x;
 }
 
 export function failure(code: ErrorCode, message: string, retryAfterSec?: number): Failure {

@@ -1,10 +1,11 @@
-// Who is connecting and what they may do in a room: JWT verification with jose, then the
-// `rooms` capability map. Fail closed: with no key configured nothing is allowed.
+// Who is connecting and what they may do in a room: JWT verification with jose, then the `rooms`
+// capability map. The Worker asks at the edge, a room again when a live connection refreshes its
+// token. Fail closed: with no key configured nothing is allowed.
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
 import { z } from "zod";
-import type { Config } from "../config";
+import type { Config } from "./config";
 import { failure, type Failure } from "./http";
-import { Capability, MAX_ID_LENGTH } from "../protocol";
+import { Capability, MAX_ID_LENGTH } from "./protocol";
 
 /** Tokens longer than this are rejected before any crypto: a cheap bound on hostile input. */
 export const MAX_TOKEN_LENGTH = 8192;
@@ -122,10 +123,6 @@ export function capabilitiesFor(identity: Identity, room: string): Set<Capabilit
     }
   }
   return caps;
-}
-
-export function isFailure(x: unknown): x is Failure {
-  return typeof x === "object" && x !== null && "code" in x && "message" in x;
 }
 
 function secretKey(secret: string): Promise<CryptoKey> {
