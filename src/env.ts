@@ -1,11 +1,6 @@
-import type { ConfigSchema } from "./config";
-import type { Room } from "./room/room";
-import type { z } from "zod";
+import type { RoomEnv } from "./room/room";
 
-/** Bindings from wrangler.toml, plus the vars and secrets that `config.ts` parses (as strings). */
-export type Env = {
-  ROOMS: DurableObjectNamespace<Room>;
+/** Bindings from wrangler.toml, plus the vars and secrets that `config.ts` parses (as strings): the rooms' own, and the demo's assets. */
+export type Env = RoomEnv & {
   ASSETS?: Fetcher;
-  /** Webhook events, from the rooms to this Worker's queue consumer (room/webhooks.ts). */
-  WEBHOOKS?: Queue<string>;
-} & { [K in keyof z.input<typeof ConfigSchema>]?: string };
+};

@@ -19,9 +19,15 @@
 //
 // Partyserver's sharding example and partysub fan out without a sequencer, so a message can be
 // missed or reordered across shards; here the root's seq and the gap repair rule that out.
+import type { Failure } from "../http";
 import type { PresenceEntry, UserRef } from "../protocol";
 import type { Ban } from "./bans";
 import { replayFrame, TOMBSTONE } from "./history";
+
+/** How long a failed call waits before it is repaired (the root resyncs that shard; a shard resyncs itself). */
+export const REPAIR_AFTER_MS = 1000;
+/** Messages per root call when a shard repairs a gap. */
+export const REPAIR_PAGE = 256;
 
 /** Room names cannot contain `#`, so no shard's name is a room's. */
 export function shardName(room: string, index: number): string {
@@ -341,6 +347,27 @@ export class Fanout {
     this.failed.add(i);
     this.onFailure();
   }
+}
+
+/** A page of history as stored frames (History.pageFrames). */
+export type HistoryFrames = { frames: string[]; more: boolean };
+
+/**
+ * The root-side RPC surface a shard calls (implemented by Room in its root role). Each call that
+ * acts as a user answers `banned` when the root holds that user banned.
+ */
+export interface RootTarget extends Rpc.DurableObjectBranded {
+  /** The root's state at one instant; `deletedFrom`: with the deleted seqs from there on. */
+  snapshot(room: string, deletedFrom?: number): Snapshot;
+  range(from: number, to: number): { first: number; frames: string[] };
+  /** A publish a shard accepted; its echo returns in the stream like every other copy. */
+  shardPublish(room: string, from: UserRef, data: unknown, id?: string): Failure | null;
+  /** A direct message for `to`, wherever its sockets are; false when the user is not in the room. */
+  shardDirect(room: string, from: string, to: string, text: string): boolean | Failure;
+  shardState(room: string, uid: string, state: Record<string, unknown>): Failure | null;
+  historyFrames(uid: string, before: number | undefined, limit: number): HistoryFrames | Failure;
+  /** A shard's member counts (`replace`: its whole membership). */
+  shardMembers(room: string, shard: number, counts: MemberCount[], replace: boolean): void;
 }
 
 /** The shard-side RPC surface the root calls (implemented by Room in its shard role). */

@@ -10,7 +10,7 @@ import { HistoryQuery, IdempotencyKey, KickBody, MessageSeq, PublishBody, ROOM_N
 import { UpgradeLimiter } from "./upgrade-limit";
 import { deliverWebhooks } from "./webhooks";
 import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
-import { JOIN_HEADER, type Join } from "../room/room";
+import { JOIN_HEADER, roomStub, type Join, type Room } from "../room/room";
 import { shardName } from "../room/shards";
 
 const upgrades = new UpgradeLimiter();
@@ -97,7 +97,7 @@ async function handleRoom(
   const needed = NEEDS[action].cap;
   if (!caps.has(needed)) return failure("forbidden", `token lacks the ${needed} capability for room ${room}`);
 
-  const stub = env.ROOMS.get(env.ROOMS.idFromName(room));
+  const stub = roomStub(env, room);
   const user = { id: identity.id, name: identity.name };
   switch (action) {
     case "ws": {
@@ -106,7 +106,7 @@ async function handleRoom(
       const shards = shardsFor(config, room);
       if (shards < 2) return join(stub, url, room, identity, caps);
       const index = Math.floor(Math.random() * shards);
-      const shard = env.ROOMS.get(env.ROOMS.idFromName(shardName(room, index)));
+      const shard = roomStub(env, shardName(room, index));
       return join(shard, url, room, identity, caps, { index, count: shards });
     }
     case "messages": {
@@ -150,7 +150,7 @@ function answer(result: unknown): Response | Failure {
 }
 
 async function join(
-  stub: DurableObjectStub<import("../room/room").Room>,
+  stub: DurableObjectStub<Room>,
   url: URL,
   room: string,
   identity: Identity,
