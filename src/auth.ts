@@ -28,7 +28,7 @@ export interface Identity {
   name: string;
   /** The token's room → capabilities map, kept to resolve a room's capabilities later. */
   rooms: Record<string, z.infer<typeof CapabilityClaim>[]>;
-  /** When the token expires, unix seconds: a connection lives no longer (room.ts closes it with 4401). */
+  /** When the token expires, unix seconds: a connection lives no longer (connections.ts closes it with 4401). */
   exp: number;
 }
 

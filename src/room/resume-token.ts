@@ -28,7 +28,7 @@ export interface ResumeScope {
 export class ResumeTokens {
   readonly #key: Promise<CryptoKey>;
 
-  /** `secret`: the room's own random key (kept in its storage, see room.ts). */
+  /** `secret`: the room's own random key (kept in its storage, see context.ts). */
   constructor(secret: string) {
     const raw = new TextEncoder().encode(secret);
     this.#key = crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);

@@ -170,7 +170,7 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
 
   /** What a plain room does with a frame (a shard sends it on to its root instead). */
   readonly #frames: Frames = {
-    publish: (session, frame) => void this.#sequencer.publish(session.user, frame.data, frame.id),
+    publish: (session, frame) => void this.#sequencer.publish(session.user, frame.data, "socket", frame.id),
     direct: (session, frame) => {
       const targets = [...this.#room.presence.sessionsOf(frame.to)];
       if (targets.length === 0) return this.#connections.reject(session, "not_found", `user ${frame.to} is not in the room`, frame.id);
@@ -341,7 +341,7 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
   shardPublish(room: string, from: UserRef, data: unknown, id?: string): Failure | null {
     this.#named(room);
     const banned = this.#room.banned(from.id);
-    if (!banned) this.#sequencer.publish(from, data, id);
+    if (!banned) this.#sequencer.publish(from, data, "socket", id);
     return banned;
   }
 
@@ -363,9 +363,14 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
     return this.#room.banned(uid) ?? this.#sequencer.history.pageFrames(before, limit);
   }
 
+  /** Joins, leaves and count changes follow from a shard's counts, room-wide. */
   shardMembers(room: string, shard: number, counts: MemberCount[], replace: boolean): void {
     this.#named(room);
-    this.#root?.report(shard, counts, replace, this.#roster);
+    if (!this.#root) return;
+    const { joined, left, changed } = this.#root.report(shard, counts, replace);
+    for (const user of left) this.#roster.left(user);
+    for (const uid of joined) this.#roster.announce("join", uid);
+    for (const uid of changed) this.#roster.announce("conns", uid);
   }
 
   // ---- a giant room's shard (shard.ts): what its root calls -------------------------------------

@@ -4,9 +4,8 @@
 // for a kick or stats, and resync shards that may have lost calls.
 import type { Ban } from "./bans";
 import type { RoomContext } from "./context";
-import type { Roster } from "./roster";
 import { Fanout, REPAIR_AFTER_MS, ShardedMembers, type MemberCount, type ShardTarget, type StreamItem } from "./shards";
-import type { PresenceEntry } from "../protocol";
+import type { PresenceEntry, UserRef } from "../protocol";
 
 export class Root {
   readonly members: ShardedMembers;
@@ -85,12 +84,10 @@ export class Root {
     return true;
   }
 
-  /** A shard's member counts (`replace`: its whole membership); joins, leaves and count changes follow. */
-  report(shard: number, counts: MemberCount[], replace: boolean, roster: Roster): void {
+  /** A shard's member counts (`replace`: its whole membership): who joined and left the room, and whose count changed. */
+  report(shard: number, counts: MemberCount[], replace: boolean): { joined: string[]; left: UserRef[]; changed: string[] } {
     const { joined, left, changed } = this.members.report(shard, counts, replace);
-    for (const uid of left) roster.left({ id: uid, name: counts.find((c) => c.uid === uid)?.name ?? uid });
-    for (const uid of joined) roster.announce("join", uid);
-    for (const uid of changed) roster.announce("conns", uid);
+    return { joined, left: left.map((uid) => ({ id: uid, name: counts.find((c) => c.uid === uid)?.name ?? uid })), changed };
   }
 
   /** Each shard's connections and deliveries, in shard order. */

@@ -8,6 +8,9 @@ import { IdempotencyKeys } from "./idempotency";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
 import type { Webhooks } from "./webhooks";
 
+/** Where a publish came from: a socket (in a giant room, a shard's socket) or the HTTP route. */
+export type Via = "socket" | "http";
+
 /** Where a stored message goes next: this object's sockets, and a root's shards. */
 export type FanOut = (text: string, seq: number) => void;
 
@@ -36,8 +39,11 @@ export class Sequencer {
     return this.history.seq;
   }
 
-  /** Stores, then delivers to everyone (the sender included): the echo is the acknowledgement. */
-  publish(from: UserRef, data: unknown, id?: string): number {
+  /**
+   * Stores, then delivers to everyone (the sender included): the echo is the acknowledgement.
+   * The one place every publish passes before it gets its seq, whatever its path (`via`).
+   */
+  publish(from: UserRef, data: unknown, via: Via, id?: string): number {
     const seq = this.history.next();
     const ts = Date.now();
     const text = JSON.stringify({ type: "message", seq, ts, from, data, ...(id === undefined ? {} : { id }) });
@@ -63,7 +69,7 @@ export class Sequencer {
       this.room.count("rateLimited");
       return limited;
     }
-    const result = { seq: this.publish(from, data), epoch: this.epoch };
+    const result = { seq: this.publish(from, data, "http"), epoch: this.epoch };
     if (scoped !== undefined) this.#idempotency.put(scoped, result);
     return result;
   }
