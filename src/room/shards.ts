@@ -223,17 +223,17 @@ export class ShardedMembers {
    * connection count changed.
    */
   report(shard: number, counts: MemberCount[], replace: boolean): { joined: string[]; left: string[]; changed: string[] } {
-    const before = new Map([...this.#users.keys()].map((uid) => [uid, this.connections(uid)]));
-    if (replace) {
-      const reported = new Set(counts.map((c) => c.uid));
-      for (const [uid, u] of this.#users) {
-        if (u.shards.has(shard) && !reported.has(uid)) this.#store(shard, uid, u.name, 0);
-      }
-    }
+    // Only the users the report is about can change: a join storm's reports cost their own size,
+    // not the room's (a replace also touches everyone this shard had).
+    const about = new Set(counts.map((c) => c.uid));
+    const gone = replace ? [...this.#users].filter(([uid, u]) => u.shards.has(shard) && !about.has(uid)) : [];
+    const before = new Map([...about, ...gone.map(([uid]) => uid)].map((uid) => [uid, this.#users.has(uid) ? this.connections(uid) : -1]));
+    for (const [uid, u] of gone) this.#store(shard, uid, u.name, 0);
     for (const c of counts) this.#store(shard, c.uid, c.name, c.conns);
-    const joined = [...this.#users.keys()].filter((uid) => !before.has(uid));
-    const left = [...before.keys()].filter((uid) => !this.#users.has(uid));
-    const changed = [...before].filter(([uid, n]) => this.#users.has(uid) && this.connections(uid) !== n).map(([uid]) => uid);
+    const after = [...before].map(([uid, n]) => ({ uid, n, here: this.#users.has(uid) }));
+    const joined = after.filter((a) => a.n === -1 && a.here).map((a) => a.uid);
+    const left = after.filter((a) => a.n !== -1 && !a.here).map((a) => a.uid);
+    const changed = after.filter((a) => a.n !== -1 && a.here && this.connections(a.uid) !== a.n).map((a) => a.uid);
     for (const uid of left) {
       this.#states.delete(uid);
       this.sql.exec(`DELETE FROM presence WHERE uid = ?`, uid);
