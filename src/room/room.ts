@@ -133,7 +133,7 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
     const join = JSON.parse(header) as Join;
     if (join.shard) return (this.#shard ?? this.#becomeShard({ room: join.room, ...join.shard }, true)).join(join);
     this.#named(join.room);
-    const { epoch, history } = { epoch: this.#sequencer.epoch, history: this.#sequencer.history };
+    const { epoch, history } = this.#sequencer;
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry.
     const scope = { room: join.room, epoch, user: join.user.id };
