@@ -3,15 +3,11 @@
 import { z } from "zod";
 
 const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+/** A comma list in an env var, or a list in code (createRooms' config). */
 const list = z
-  .string()
+  .union([z.string(), z.array(z.string())])
   .optional()
-  .transform((s) =>
-    (s ?? "")
-      .split(",")
-      .map((x) => x.trim())
-      .filter(Boolean),
-  );
+  .transform((s) => (Array.isArray(s) ? s : (s ?? "").split(",")).map((x) => x.trim()).filter(Boolean));
 const bool = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0", ""])])
   .optional()
@@ -84,6 +80,45 @@ export type Config = z.infer<typeof ConfigSchema>;
 
 export class ConfigError extends Error {}
 
+/** The names of the settings above: env vars, or createRooms' `config` keys. */
+export type ConfigKey = keyof Config;
+
+/**
+ * Settings given in code (`createRooms({ config })`), over the env's: the env vars' names, with
+ * values as wrangler.toml would give them, or as numbers, booleans and lists.
+ */
+export type ConfigOverrides = { [K in ConfigKey]?: string | number | boolean | string[] };
+
+/**
+ * The script's overrides, set once by createRooms. Module state on purpose: a room's object is
+ * made by the runtime, not by createRooms, and reads them in the same module instance, because
+ * createRooms runs where the Worker's module is evaluated (its top level), in every isolate.
+ */
+let overrides: { given: ConfigOverrides; merged: WeakMap<object, object> } | undefined;
+
+/** Registers createRooms' `config`; each value is checked now, so a typo fails at start-up, not mid-request. */
+export function overrideConfig(given: ConfigOverrides): void {
+  const shape = ConfigSchema.shape as Record<string, z.ZodType>;
+  for (const [key, value] of Object.entries(given)) {
+    const field = shape[key];
+    if (!field) throw new ConfigError(`config: unknown setting ${key}; the settings are ${KEYS.join(", ")}`);
+    const parsed = field.safeParse(value);
+    if (!parsed.success) throw new ConfigError(`config.${key}: ${z.prettifyError(parsed.error)}`);
+  }
+  if (overrides && JSON.stringify(overrides.given) !== JSON.stringify(given)) {
+    throw new ConfigError("createRooms: a Worker script has one config (its rooms read it too); pass the same config to every call");
+  }
+  overrides ??= { given, merged: new WeakMap() };
+}
+
+/** The env with the overrides on top, made once per env object. */
+function withOverrides(env: object): object {
+  if (!overrides) return env;
+  let merged = overrides.merged.get(env);
+  if (!merged) overrides.merged.set(env, (merged = { ...env, ...overrides.given }));
+  return merged;
+}
+
 const cache = new WeakMap<object, Config>();
 const KEYS = Object.keys(ConfigSchema.shape) as (keyof Config)[];
 /** The last env parsed, by value: the runtime may hand each request a new env object with the same values. */
@@ -93,7 +128,8 @@ let last: { raw: unknown[]; config: Config } | undefined;
  * Parses the Worker env once per isolate: per env object, and else per set of values (the
  * profile showed a fresh parse, ~30 µs, on every request under wrangler dev).
  */
-export function loadConfig(env: object): Config {
+export function loadConfig(given: object): Config {
+  const env = withOverrides(given);
   let config = cache.get(env);
   if (config) return config;
   const values = env as Record<string, unknown>;

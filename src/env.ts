@@ -1,6 +1,7 @@
-import type { RoomEnv } from "./room/room";
+import type { Room, RoomEnv } from "./room/room";
 
-/** Bindings from wrangler.toml, plus the vars and secrets that `config.ts` parses (as strings): the rooms' own, and the demo's assets. */
+/** The standalone server's bindings (wrangler.toml), plus the vars and secrets that `config.ts` parses (as strings): its rooms, and the demo's assets. */
 export type Env = RoomEnv & {
+  ROOMS: DurableObjectNamespace<Room>;
   ASSETS?: Fetcher;
 };

@@ -15,6 +15,7 @@ export const STATUS: Record<ErrorCode, number> = {
   banned: 403,
   not_found: 404,
   too_large: 413,
+  rejected: 422,
   upgrade_required: 426,
   rate_limited: 429,
   internal: 500,
@@ -39,11 +40,17 @@ export function failure(code: ErrorCode, message: string, retryAfterSec?: number
   return retryAfterSec === undefined ? { code, message } : { code, message, retryAfterSec };
 }
 
-export function errorResponse(f: Failure, headers?: HeadersInit): Response {
+/** The failure as its HTTP answer; `status` overrides the code's own where one code has two (`rejected`: 422 for a publish, 403 for a join). */
+export function errorResponse(f: Failure, headers?: HeadersInit, status = STATUS[f.code]): Response {
   const body: HttpError = { error: { code: f.code, message: f.message } };
   const h = new Headers(headers);
   if (f.code === "unauthorized") h.set("www-authenticate", 'Bearer realm="edgerooms"');
   if (f.code === "upgrade_required") h.set("upgrade", "websocket");
   if (f.retryAfterSec !== undefined) h.set("retry-after", String(f.retryAfterSec));
-  return json(body, STATUS[f.code], h);
+  return json(body, status, h);
+}
+
+/** A refused join (the upgrade, or the SDK's probe of it): a hook's `rejected` is final, so 403 like `forbidden`. */
+export function joinRefusal(f: Failure): Response {
+  return errorResponse(f, undefined, f.code === "rejected" ? 403 : STATUS[f.code]);
 }

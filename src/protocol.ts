@@ -23,6 +23,8 @@ export const ErrorCode = z.enum([
   "rate_limited",
   /** the user was kicked with a ban that has not run out (POST /rooms/:room/kick) */
   "banned",
+  /** the room's own code (a `Room` subclass's onPublish or onJoin hook) refused it; the message says why */
+  "rejected",
   "auth_not_configured",
   "auth_unavailable",
   "misconfigured",

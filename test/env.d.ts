@@ -1,7 +1,7 @@
 // Types `cloudflare:workers` exports/env in the Workers-pool tests from the Worker itself.
 declare namespace Cloudflare {
   interface GlobalProps {
-    mainModule: typeof import("../src/worker/index");
+    mainModule: typeof import("../src/index");
     durableNamespaces: "Room";
   }
   type WorkerEnv = import("../src/env").Env;

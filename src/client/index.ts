@@ -455,7 +455,7 @@ export class RoomClient {
     const url = new URL(this.#opts.url);
     url.protocol = url.protocol.replace(/^http/, "ws").replace(/^ws/, kind);
     const base = url.pathname.replace(/\/$/, "");
-    url.pathname = `${base}/rooms/${encodeURIComponent(this.room)}/${kind === "ws" ? "ws" : "presence"}`;
+    url.pathname = `${base}/rooms/${encodeURIComponent(this.room)}/${kind === "ws" ? "ws" : "join"}`;
     const params = new URLSearchParams({ token, ...(kind === "ws" ? this.#resume.params() : {}) });
     url.search = params.toString();
     return url.toString();

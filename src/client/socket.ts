@@ -23,22 +23,22 @@ export const OPEN = 1;
  * must carry them. The status decides first: a 429 or 5xx (a key-server outage is 503
  * `auth_unavailable`) is temporary whatever its body says.
  */
-const FATAL: ReadonlyMap<number, ErrorCode> = new Map([
-  [400, "bad_request"],
-  [401, "unauthorized"],
-  [403, "forbidden"],
+const FATAL: ReadonlyMap<number, readonly ErrorCode[]> = new Map<number, readonly ErrorCode[]>([
+  [400, ["bad_request"]],
+  [401, ["unauthorized"]],
+  // `rejected`: the room's own onJoin hook refused this user.
+  [403, ["forbidden", "rejected"]],
 ]);
 
 /**
  * Why did the handshake fail? A browser cannot tell: a refused upgrade is a close with code
- * 1006 before `open`, whatever the status was. So the SDK asks the one plain-HTTP route with
- * the same auth as the socket (`GET /rooms/:room/presence` needs `subscribe` too) with the
- * same token, and reads the error code from its body.
+ * 1006 before `open`, whatever the status was. So the SDK asks the plain-HTTP twin of the
+ * upgrade (`GET /rooms/:room/join`: the same auth, origin, capability, ban and onJoin checks)
+ * with the same token, and reads the error code from its body.
  *
  * Returns the code when it is fatal (400, 401, 403 with their codes), else undefined (server
- * down, network error, 429, 5xx, a cross-origin page whose probe CORS blocks): those are
- * retried with backoff. An upgrade
- * refused for its `Origin` alone is not visible here either and is retried too.
+ * down, network error, 429, 5xx, a ban, a cross-origin page whose probe CORS blocks): those
+ * are retried with backoff.
  */
 export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Promise<ErrorCode | undefined> {
   try {
@@ -48,13 +48,14 @@ export async function probeHandshake(fetchFn: typeof fetch, httpUrl: string): Pr
       return undefined;
     }
     const fatal = FATAL.get(res.status);
-    if (fatal === undefined) {
+    if (!fatal) {
       await res.body?.cancel();
       return undefined;
     }
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- json() takes a type argument only in the Workers types; the SDK also compiles against the DOM's
     const body = (await res.json()) as Partial<HttpError>;
-    return body.error?.code === fatal ? fatal : undefined;
+    const code = body.error?.code;
+    return code !== undefined && fatal.includes(code) ? code : undefined;
   } catch {
     return undefined;
   }

@@ -10,9 +10,12 @@
 //
 // A room that SHARDED_ROOMS names is served by several objects of this class (shards.ts): its
 // root sequences and owns no sockets, its shards own sockets and ask the root for order.
+//
+// A subclass adds the hooks of hooks.ts (onPublish, onJoin, onLeave); they run in the room's own
+// object (a giant room's root), on every path, and a room without them pays nothing for them.
 import { DurableObject } from "cloudflare:workers";
 import { loadConfig, shardsFor, type Config, type ConfigSchema } from "../config";
-import type { Failure } from "../http";
+import { isFailure, joinRefusal, type Failure } from "../http";
 import {
   PING,
   PONG,
@@ -23,12 +26,26 @@ import {
   type PresenceEntry,
   type PublishResult,
   type RoomStats,
+  type Capability,
   type UserRef,
 } from "../protocol";
 import type { z } from "zod";
 import type { Ban } from "./bans";
 import { answerClose, Connections, type Frames, type Join, type Membership } from "./connections";
 import { closeReason, RoomContext } from "./context";
+import {
+  callHook,
+  hookBug,
+  joinVerdict,
+  type Awaitable,
+  type JoinDecision,
+  type JoinEvent,
+  type LeaveEvent,
+  type PublishDecision,
+  type PublishEvent,
+  type RoomHooks,
+} from "./hooks";
+import { ownNamespace } from "./namespace";
 import type { RateLimited } from "./rate-limit";
 import { ResumeTokens } from "./resume-token";
 import { Root } from "./root";
@@ -50,19 +67,22 @@ import { Webhooks } from "./webhooks";
 export { answerClose, type Join };
 export const JOIN_HEADER = "x-edgerooms-join";
 
-/** What a room needs of its Worker's env: its own namespace, the webhooks queue, and the vars `config.ts` parses (as strings). */
+/**
+ * What a room reads of its Worker's env: the webhooks queue and the vars `config.ts` parses (as
+ * strings). Its own namespace is whichever binding its id belongs to (namespace.ts), so a
+ * subclass may be bound under any name.
+ */
 export type RoomEnv = {
-  ROOMS: DurableObjectNamespace<Room>;
   /** Webhook events, from the rooms to the Worker's queue consumer (room/webhooks.ts). */
   WEBHOOKS?: Queue<string>;
 } & { [K in keyof z.input<typeof ConfigSchema>]?: string };
 
-/** The stub of room (or shard) `name`. */
-export function roomStub(env: RoomEnv, name: string): DurableObjectStub<Room> {
-  return env.ROOMS.get(env.ROOMS.idFromName(name));
+/** The stub of room (or shard) `name` in `rooms`. */
+export function roomStub(rooms: DurableObjectNamespace<Room>, name: string): DurableObjectStub<Room> {
+  return rooms.get(rooms.idFromName(name));
 }
 
-export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTarget {
+export class Room<E extends RoomEnv = RoomEnv> extends DurableObject<E> implements RootTarget, ShardTarget, RoomHooks {
   readonly #room: RoomContext;
   readonly #connections: Connections;
   readonly #sequencer: Sequencer;
@@ -77,7 +97,12 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
   /** The room's events for WEBHOOK_URL (webhooks.ts); null when unset, and on a shard (its root tells them). */
   #webhooks: Webhooks | null = null;
 
-  constructor(ctx: DurableObjectState, env: RoomEnv) {
+  // The hooks (hooks.ts): declared, not defined, so a room without them knows at a glance.
+  onPublish?(event: PublishEvent): Awaitable<PublishDecision>;
+  onJoin?(event: JoinEvent): Awaitable<JoinDecision>;
+  onLeave?(event: LeaveEvent): Awaitable<void>;
+
+  constructor(ctx: DurableObjectState, env: E) {
     super(ctx, env);
     const config: Config = loadConfig(env);
     this.#room = new RoomContext(ctx, config, this.batching);
@@ -89,6 +114,8 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
       epoch,
       () => this.#webhooks,
       (text, seq) => this.#fanOut(text, seq),
+      this,
+      () => this.#name!,
     );
     this.#roster = new Roster(
       this.#room,
@@ -131,8 +158,15 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
       return new Response("room endpoint is internal", { status: 400 });
     }
     const join = JSON.parse(header) as Join;
-    if (join.shard) return (this.#shard ?? this.#becomeShard({ room: join.room, ...join.shard }, true)).join(join);
+    if (join.shard) {
+      const shard = this.#shard ?? this.#becomeShard({ room: join.room, ...join.shard }, true);
+      // Asked of the root, where every hook runs; a room without onJoin makes no call for it.
+      const refused = this.onJoin ? await shard.ask((root) => root.admission(join.room, join.user, join.caps, false)) : null;
+      return refused ? joinRefusal(refused) : shard.join(join);
+    }
     this.#named(join.room);
+    const refused = await this.#admission(join.user, join.caps, false);
+    if (refused) return joinRefusal(refused);
     const { epoch, history } = this.#sequencer;
     // Where this user's connections provably started: a valid token from an earlier welcome
     // carries its start forward, anything else starts at the seq this welcome will carry.
@@ -158,9 +192,37 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
     },
     left: (user, last) => {
       if (this.#shard) return this.#shard.left(user);
-      if (last) this.#roster.left(user);
+      if (last) this.#left(user);
     },
   };
+
+  /**
+   * Whether `user` may join (or, for the SDK's probe, could): a ban refuses first, then onJoin.
+   * Null admits; the socket's own admission checks the ban again as it accepts (connections.ts).
+   */
+  #admission(user: UserRef, caps: Capability[], probe: boolean): Failure | null | Promise<Failure | null> {
+    const banned = this.#room.banned(user.id);
+    if (banned || !this.onJoin) return banned;
+    const room = this.#name!;
+    return callHook(
+      () => this.onJoin!({ room, user, capabilities: caps, probe }),
+      (decision) => joinVerdict(room, decision),
+      (err) => hookBug(room, "onJoin", err),
+    );
+  }
+
+  /** A user's last connection to the room has gone: told once, room-wide (a giant room's root tells it). */
+  #left(user: UserRef): void {
+    this.#roster.left(user);
+    if (!this.onLeave) return;
+    const room = this.#name!;
+    const done = callHook(
+      () => this.onLeave!({ room, user }),
+      () => undefined,
+      (err) => void hookBug(room, "onLeave", err),
+    );
+    if (done instanceof Promise) this.ctx.waitUntil(done);
+  }
 
   // ---- frames --------------------------------------------------------------------------
 
@@ -170,7 +232,12 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
 
   /** What a plain room does with a frame (a shard sends it on to its root instead). */
   readonly #frames: Frames = {
-    publish: (session, frame) => void this.#sequencer.publish(session.user, frame.data, "socket", frame.id),
+    publish: (session, frame) => {
+      const outcome = this.#sequencer.publish(session.user, frame.data, "socket", frame.id);
+      const refused = (seq: number | Failure) => isFailure(seq) && this.#connections.reject(session, seq.code, seq.message, frame.id);
+      if (outcome instanceof Promise) void outcome.then(refused);
+      else refused(outcome);
+    },
     direct: (session, frame) => {
       const targets = [...this.#room.presence.sessionsOf(frame.to)];
       if (targets.length === 0) return this.#connections.reject(session, "not_found", `user ${frame.to} is not in the room`, frame.id);
@@ -223,8 +290,8 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
   // ---- the Worker's HTTP routes, over RPC ---------------------------------------------
   // Each acts as the user the Worker verified (`from`, `actor`) and refuses a banned one.
 
-  /** The publish's seq, or how long the sender must wait, or `banned`; a banned sender's publish stores, sends and numbers nothing. */
-  publish(room: string, from: UserRef, data: unknown, key?: string): PublishResult | RateLimited | Failure {
+  /** The publish's seq, or how long the sender must wait, or `banned` or `rejected`; a refused publish stores, sends and numbers nothing. */
+  publish(room: string, from: UserRef, data: unknown, key?: string): Awaitable<PublishResult | RateLimited | Failure> {
     this.#named(room);
     return this.#room.banned(from.id) ?? this.#sequencer.publishOnce(from, data, key);
   }
@@ -311,7 +378,7 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
     if (!waking) this.#room.store("room", room);
     const count = shardsFor(this.#room.config, room);
     if (count < 2) return;
-    this.#root = new Root(this.#room, count, (i) => roomStub(this.env, shardName(room, i)));
+    this.#root = new Root(this.#room, count, (i) => roomStub(this.#namespace(room), shardName(room, i)));
     if (waking) this.#root.woke(this.#sequencer.seq);
   }
 
@@ -338,11 +405,19 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
   // A shard's frames, sent on by the root. Each checks the sender's ban, as every path that acts
   // as a user does: a shard that has not heard of a ban yet must not let its user act.
 
-  shardPublish(room: string, from: UserRef, data: unknown, id?: string): Failure | null {
+  /** Null once the publish is stored; else why not (`banned`, or the hook's `rejected`), for the shard to tell its socket. */
+  shardPublish(room: string, from: UserRef, data: unknown, id?: string): Awaitable<Failure | null> {
     this.#named(room);
     const banned = this.#room.banned(from.id);
-    if (!banned) this.#sequencer.publish(from, data, "socket", id);
-    return banned;
+    if (banned) return banned;
+    const outcome = this.#sequencer.publish(from, data, "socket", id);
+    return outcome instanceof Promise ? outcome.then(refusedOrNull) : refusedOrNull(outcome);
+  }
+
+  /** Whether a user may join: the SDK's probe asks it over HTTP, a shard before it admits a socket (when the class has onJoin). */
+  admission(room: string, user: UserRef, caps: Capability[], probe: boolean): Awaitable<Failure | null> {
+    this.#named(room);
+    return this.#admission(user, caps, probe);
   }
 
   shardDirect(room: string, from: string, to: string, text: string): boolean | Failure {
@@ -368,7 +443,7 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
     this.#named(room);
     if (!this.#root) return;
     const { joined, left, changed } = this.#root.report(shard, counts, replace);
-    for (const user of left) this.#roster.left(user);
+    for (const user of left) this.#left(user);
     for (const uid of joined) this.#roster.announce("join", uid);
     for (const uid of changed) this.#roster.announce("conns", uid);
   }
@@ -377,7 +452,14 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
 
   #becomeShard(role: ShardRole, store = false): Shard {
     if (store) this.#room.store("shard_role", JSON.stringify(role));
-    return (this.#shard = new Shard(role, this.#room, this.#connections, () => roomStub(this.env, role.room)));
+    const rooms = () => this.#namespace(shardName(role.room, role.index));
+    return (this.#shard = new Shard(role, this.#room, this.#connections, () => roomStub(rooms(), role.room)));
+  }
+
+  #rooms: DurableObjectNamespace<Room> | undefined;
+  /** This class's namespace, for stubs to its root or shards; `name` is this object's own. */
+  #namespace(name: string): DurableObjectNamespace<Room> {
+    return (this.#rooms ??= ownNamespace(this.env, this.ctx.id, name));
   }
 
   /** No socket ever joined a shard without a role: nobody to deliver to, nothing to keep. */
@@ -393,4 +475,8 @@ export class Room extends DurableObject<RoomEnv> implements RootTarget, ShardTar
   shardStats(): { connections: number; delivered: number } {
     return { connections: this.#room.sessions.size, delivered: this.#room.counters.values.delivered };
   }
+}
+
+function refusedOrNull(outcome: number | Failure): Failure | null {
+  return isFailure(outcome) ? outcome : null;
 }

@@ -1,15 +1,42 @@
 // The room's order: every publish, from a socket, over HTTP or from a shard, gets its seq here,
 // is stored in history in the same turn, told to the webhooks outbox, then fanned out. Plain
 // rooms and the roots of giant rooms sequence; shards never do (they ask their root).
+//
+// A room whose class defines `onPublish` (hooks.ts) asks it first, here: a refused publish takes
+// no seq and leaves no trace. While an async decision is pending, later publishes wait behind it,
+// so the room's order stays the order publishes arrived in; a room without the hook (or whose
+// hook answers at once) never waits and never allocates a promise.
+import { failure, isFailure, type Failure } from "../http";
 import type { PublishResult, UserRef } from "../protocol";
 import type { RoomContext } from "./context";
 import { History } from "./history";
+import { callHook, hookBug, publishVerdict, type Awaitable, type RoomHooks, type Verdict, type Via } from "./hooks";
 import { IdempotencyKeys } from "./idempotency";
 import { KeyedBuckets, type RateLimited } from "./rate-limit";
 import type { Webhooks } from "./webhooks";
 
-/** Where a publish came from: a socket (in a giant room, a shard's socket) or the HTTP route. */
-export type Via = "socket" | "http";
+export type { Via };
+
+/** A publish's outcome: its seq, or why it was refused (`rejected`, or `internal` for a hook's bug). */
+export type Published = number | Failure;
+
+interface Waiting {
+  from: UserRef;
+  data: unknown;
+  via: Via;
+  id: string | undefined;
+  done: (outcome: Published) => void;
+}
+
+/** A publish that failed to store (a bug, not a hook's): its caller gets `internal`, and the publishes behind it still go on. */
+async function settled(outcome: Published | Promise<Published>): Promise<Published> {
+  try {
+    return await outcome;
+  } catch (err) {
+    console.error("edgerooms: a publish failed to store:", err);
+    return failure("internal", "the publish could not be stored; try again");
+  }
+}
 
 /** Where a stored message goes next: this object's sockets, and a root's shards. */
 export type FanOut = (text: string, seq: number) => void;
@@ -24,12 +51,19 @@ export class Sequencer {
    * sane setting. Made on first use.
    */
   #publishLimits?: KeyedBuckets;
+  /** Publishes behind a pending decision, in arrival order; null when none is pending. */
+  #waiting: Waiting[] | null = null;
+  /** HTTP publishes whose decision is pending, by idempotency key: a retry joins the first instead of publishing twice. */
+  readonly #deciding = new Map<string, Promise<PublishResult | RateLimited | Failure>>();
 
   constructor(
     private readonly room: RoomContext,
     readonly epoch: string,
     private readonly webhooks: () => Webhooks | null,
     private readonly fanOut: FanOut,
+    /** the room itself: its class's onPublish, if it defines one */
+    private readonly hooks: RoomHooks,
+    private readonly roomName: () => string,
   ) {
     this.history = new History(room.sql, room.config.HISTORY_LIMIT);
     this.#idempotency = new IdempotencyKeys(room.sql);
@@ -40,10 +74,45 @@ export class Sequencer {
   }
 
   /**
-   * Stores, then delivers to everyone (the sender included): the echo is the acknowledgement.
-   * The one place every publish passes before it gets its seq, whatever its path (`via`).
+   * The one place every publish passes before it gets its seq, whatever its path (`via`): the
+   * hook decides (at once, or while later publishes wait), then the publish is stored.
    */
-  publish(from: UserRef, data: unknown, via: Via, id?: string): number {
+  publish(from: UserRef, data: unknown, via: Via, id?: string): Published | Promise<Published> {
+    if (!this.hooks.onPublish) return this.#store(from, data, via, id);
+    const waiting = this.#waiting;
+    if (waiting) return new Promise((done) => waiting.push({ from, data, via, id, done }));
+    const first = this.#decide(from, data, via, id);
+    if (typeof first === "number" || isFailure(first)) return first;
+    this.#waiting = [];
+    return settled(first).then((outcome) => (void this.#drain(), outcome));
+  }
+
+  /** The hook's decision about one publish, applied. */
+  #decide(from: UserRef, data: unknown, via: Via, id: string | undefined): Published | Promise<Published> {
+    const room = this.roomName();
+    const limit = this.room.config.MAX_MESSAGE_BYTES;
+    return callHook(
+      () => this.hooks.onPublish!({ room, data, from, via }),
+      (decision) => this.#apply(publishVerdict(room, data, decision, limit), from, via, id),
+      (err) => hookBug(room, "onPublish", err),
+    );
+  }
+
+  #apply(verdict: Verdict, from: UserRef, via: Via, id: string | undefined): Published {
+    return isFailure(verdict) ? verdict : this.#store(from, verdict.data, via, id);
+  }
+
+  /** The publishes that waited behind a decision, decided one at a time in their order. */
+  async #drain(): Promise<void> {
+    const waiting = this.#waiting!;
+    for (let next = waiting.shift(); next; next = waiting.shift()) {
+      next.done(await settled(this.#decide(next.from, next.data, next.via, next.id)));
+    }
+    this.#waiting = null;
+  }
+
+  /** Stores, then delivers to everyone (the sender included): the echo is the acknowledgement. */
+  #store(from: UserRef, data: unknown, via: Via, id: string | undefined): number {
     const seq = this.history.next();
     const ts = Date.now();
     const text = JSON.stringify({ type: "message", seq, ts, from, data, ...(id === undefined ? {} : { id }) });
@@ -56,11 +125,15 @@ export class Sequencer {
     return seq;
   }
 
-  /** An HTTP publish: its seq, or how long the sender must wait. An idempotent replay publishes nothing and costs no token. */
-  publishOnce(from: UserRef, data: unknown, key?: string): PublishResult | RateLimited {
+  /**
+   * An HTTP publish: its seq, or how long the sender must wait, or why it was refused. An
+   * idempotent replay publishes nothing and costs no token; a refused publish keeps no key, so
+   * its retry is decided again.
+   */
+  publishOnce(from: UserRef, data: unknown, key?: string): Awaitable<PublishResult | RateLimited | Failure> {
     const scoped = key === undefined ? undefined : `${from.id}\n${key}`;
     if (scoped !== undefined) {
-      const earlier = this.#idempotency.get(scoped);
+      const earlier = this.#idempotency.get(scoped) ?? this.#deciding.get(scoped);
       if (earlier) return earlier;
     }
     this.#publishLimits ??= new KeyedBuckets(this.room.config.PUBLISH_RATE_PER_SEC, this.room.config.PUBLISH_BURST);
@@ -69,9 +142,17 @@ export class Sequencer {
       this.room.count("rateLimited");
       return limited;
     }
-    const result = { seq: this.publish(from, data, "http"), epoch: this.epoch };
-    if (scoped !== undefined) this.#idempotency.put(scoped, result);
-    return result;
+    const keep = (seq: Published): PublishResult | Failure => {
+      if (isFailure(seq)) return seq;
+      const result = { seq, epoch: this.epoch };
+      if (scoped !== undefined) this.#idempotency.put(scoped, result);
+      return result;
+    };
+    const outcome = this.publish(from, data, "http");
+    if (!(outcome instanceof Promise)) return keep(outcome);
+    const pending = outcome.then(keep).finally(() => scoped !== undefined && this.#deciding.delete(scoped));
+    if (scoped !== undefined) this.#deciding.set(scoped, pending);
+    return pending;
   }
 
   /** Message `seq` leaves history (its tombstone stays); its delete frame, or null when the log no longer holds it. */

@@ -123,6 +123,12 @@ export class Shard implements Frames, Membership {
     }
   }
 
+  /** One call to the root, through this shard's stub (replaced if it threw). */
+  async ask<T>(call: (root: DurableObjectStub<RootTarget>) => Promise<T>): Promise<T> {
+    const view = await this.#viewNow();
+    return this.#toRoot(view, call);
+  }
+
   // ---- join ----------------------------------------------------------------------------
 
   /**
@@ -208,7 +214,8 @@ export class Shard implements Frames, Membership {
 
   /**
    * Sends a frame's work to the root and hands its answer to `then`. A failed call is answered as
-   * the frame's `internal` error. A root that refuses the user as banned means this shard missed
+   * the frame's `internal` error, and so is a refusal of the root's hook (`rejected`, or
+   * `internal` for its bug). A root that refuses the user as banned means this shard missed
    * the ban: the socket is closed as a kick would have, and the shard resyncs its bans.
    */
   #viaRoot<T>(
@@ -221,6 +228,7 @@ export class Shard implements Frames, Membership {
       .then(async (view) => {
         const answer = await this.#toRoot(view, call);
         if (!isFailure(answer)) return then?.(answer);
+        if (answer.code !== "banned") return this.connections.reject(session, answer.code, answer.message, id);
         this.connections.close(session, CloseCode.forbidden, closeReason(undefined));
         this.#retrySoon(view);
       })

@@ -20,7 +20,7 @@
 // Partyserver's sharding example and partysub fan out without a sequencer, so a message can be
 // missed or reordered across shards; here the root's seq and the gap repair rule that out.
 import type { Failure } from "../http";
-import type { PresenceEntry, UserRef } from "../protocol";
+import type { Capability, PresenceEntry, UserRef } from "../protocol";
 import type { Ban } from "./bans";
 import { replayFrame, TOMBSTONE } from "./history";
 
@@ -361,7 +361,9 @@ export interface RootTarget extends Rpc.DurableObjectBranded {
   snapshot(room: string, deletedFrom?: number): Snapshot;
   range(from: number, to: number): { first: number; frames: string[] };
   /** A publish a shard accepted; its echo returns in the stream like every other copy. */
-  shardPublish(room: string, from: UserRef, data: unknown, id?: string): Failure | null;
+  shardPublish(room: string, from: UserRef, data: unknown, id?: string): Failure | null | Promise<Failure | null>;
+  /** Whether `user` may join (a ban, then the room's onJoin hook, which runs here); null admits. */
+  admission(room: string, user: UserRef, caps: Capability[], probe: boolean): Failure | null | Promise<Failure | null>;
   /** A direct message for `to`, wherever its sockets are; false when the user is not in the room. */
   shardDirect(room: string, from: string, to: string, text: string): boolean | Failure;
   shardState(room: string, uid: string, state: Record<string, unknown>): Failure | null;

@@ -1,24 +1,25 @@
-// The Worker's fetch handler: answers /health, authenticates every room request, and routes it to the room's
-// Durable Object. Nothing reaches a room unless auth passed.
+// The Worker's side of the rooms, as createRooms mounts it in any Worker: answers /health,
+// authenticates every room request, and routes it to the room's Durable Object; every other path
+// is left to the Worker around it. Nothing reaches a room unless auth passed.
 import { capabilitiesFor, tokenFrom, verifyToken, type Identity } from "../auth";
-import { ConfigError, loadConfig, shardsFor, type Config } from "../config";
+import { ConfigError, loadConfig, overrideConfig, shardsFor, type Config, type ConfigOverrides } from "../config";
 import { originAllowed, preflight, withCors } from "./cors";
 import { mintDevToken } from "./devtoken";
-import type { Env } from "../env";
-import { errorResponse, failure, isFailure, json, type Failure } from "../http";
+import { errorResponse, failure, isFailure, joinRefusal, json, type Failure } from "../http";
 import { HistoryQuery, IdempotencyKey, KickBody, MessageSeq, PublishBody, ROOM_NAME, type Capability } from "../protocol";
 import { UpgradeLimiter } from "./upgrade-limit";
 import { deliverWebhooks } from "./webhooks";
 import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
-import { JOIN_HEADER, roomStub, type Join, type Room } from "../room/room";
+import { JOIN_HEADER, roomStub, type Join, type Room, type RoomEnv } from "../room/room";
 import { shardName } from "../room/shards";
 
 const upgrades = new UpgradeLimiter();
 // `/rooms/:room/<action>`, or `/rooms/:room/messages/:seq` (the `message` action: one message).
-const ROUTE = /^\/rooms\/([^/]*)\/(ws|messages|history|presence|stats|kick|messages\/[^/]*)$/;
-type Action = "ws" | "messages" | "message" | "history" | "presence" | "stats" | "kick";
+const ROUTE = /^\/rooms\/([^/]*)\/(ws|join|messages|history|presence|stats|kick|messages\/[^/]*)$/;
+type Action = "ws" | "join" | "messages" | "message" | "history" | "presence" | "stats" | "kick";
 const NEEDS: Record<Action, { method: string; cap: Capability }> = {
   ws: { method: "GET", cap: "subscribe" },
+  join: { method: "GET", cap: "subscribe" },
   messages: { method: "POST", cap: "publish" },
   message: { method: "DELETE", cap: "admin" },
   history: { method: "GET", cap: "history" },
@@ -29,44 +30,84 @@ const NEEDS: Record<Action, { method: string; cap: Capability }> = {
 /** Moderation bodies are small: a user id and a reason of at most 200 characters. */
 const MAX_KICK_BODY_BYTES = 2048;
 
-export default {
-  async fetch(request: Request, env: Env): Promise<Response> {
-    const url = new URL(request.url);
-    if (url.pathname === "/health") return json({ ok: true });
+/** createRooms' options (the API of `edgerooms/server`). */
+export interface RoomsOptions {
+  /** The binding name of your `Room` subclass in wrangler.toml (`[[durable_objects.bindings]] name`). */
+  room: string;
+  /**
+   * Where the routes of docs/protocol.md are mounted: `"/rt"` serves `/rt/rooms/:room/ws`,
+   * `/rt/health` and the rest; `""` (the default) serves them at the root.
+   */
+  path?: string;
+  /** Settings over the env vars of the same names (config.ts); the rooms of this script read them too. */
+  config?: ConfigOverrides;
+}
 
-    let config: Config;
-    try {
-      config = loadConfig(env);
-    } catch (err) {
-      if (err instanceof ConfigError) return errorResponse(failure("misconfigured", err.message));
-      throw err;
-    }
+/** What createRooms returns: the Worker's handlers for the rooms' routes and their webhook queue. */
+export interface Rooms {
+  /** The answer to one of the rooms' routes, or null for any other path (so your own routes answer it). */
+  fetch(request: Request, env: RoomEnv, ctx?: ExecutionContext): Promise<Response | null>;
+  /** The webhook queue's consumer (`[[queues.consumers]]` of the WEBHOOKS queue). */
+  queue(batch: MessageBatch<string>, env: RoomEnv): Promise<void>;
+}
 
-    if (config.DEV_TOKENS && url.pathname === "/dev/token") return mintDevToken(url, config);
+/** Mounts the rooms of the `Room` subclass bound as `options.room` under `options.path`. */
+export function createRooms(options: RoomsOptions): Rooms {
+  const prefix = (options.path ?? "").replace(/\/+$/, "");
+  if (prefix !== "" && !prefix.startsWith("/")) throw new ConfigError(`createRooms: path must start with "/" (got ${JSON.stringify(options.path)})`);
+  if (!/^[A-Za-z_$][\w$]*$/.test(options.room))
+    throw new ConfigError(`createRooms: room must be a binding name (got ${JSON.stringify(options.room)})`);
+  if (options.config) overrideConfig(options.config);
+  return {
+    fetch: (request, env) => route(request, env, options.room, prefix),
+    queue: (batch, env) => deliverWebhooks(batch, env),
+  };
+}
 
-    const route = ROUTE.exec(url.pathname);
-    const action = (route?.[2]?.startsWith("messages/") ? "message" : route?.[2]) as Action | undefined;
-    if (route && action !== "ws" && request.method === "OPTIONS") return preflight(request, config);
-    if (!route || !action || request.method !== NEEDS[action].method) {
-      return errorResponse(failure("not_found", `no route for ${request.method} ${url.pathname}`));
-    }
-    const room = decodeRoom(route[1]!);
-    const target = action === "message" ? route[2]!.slice("messages/".length) : "";
-    const outcome = await handleRoom(request, env, config, url, room, action, target);
-    const response = outcome instanceof Response ? outcome : errorResponse(outcome);
-    // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
-    return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
-  },
+/** The path below the mount prefix, or null when the request is not under it. */
+function below(pathname: string, prefix: string): string | null {
+  if (prefix === "") return pathname;
+  return pathname.startsWith(`${prefix}/`) ? pathname.slice(prefix.length) : null;
+}
 
-  /** The rooms' webhook events (worker/webhooks.ts). */
-  async queue(batch: MessageBatch<string>, env: Env): Promise<void> {
-    await deliverWebhooks(batch, env);
-  },
-} satisfies ExportedHandler<Env, string>;
+async function route(request: Request, env: RoomEnv, binding: string, prefix: string): Promise<Response | null> {
+  const url = new URL(request.url);
+  const path = below(url.pathname, prefix);
+  if (path === null) return null;
+  if (path === "/health") return json({ ok: true });
+  // Paths that are not the rooms' belong to the Worker around them, even while the rooms are misconfigured.
+  if (path !== "/dev/token" && !path.startsWith("/rooms/")) return null;
+
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return errorResponse(failure("misconfigured", err.message));
+    throw err;
+  }
+  if (path === "/dev/token") return config.DEV_TOKENS ? mintDevToken(url, config) : null;
+  const rooms = (env as Record<string, unknown>)[binding] as DurableObjectNamespace<Room> | undefined;
+  if (typeof rooms?.idFromName !== "function") {
+    return errorResponse(failure("misconfigured", `no Durable Object binding ${binding} in wrangler.toml (createRooms' room)`));
+  }
+
+  const match = ROUTE.exec(path);
+  const action = (match?.[2]?.startsWith("messages/") ? "message" : match?.[2]) as Action | undefined;
+  if (match && action !== "ws" && request.method === "OPTIONS") return preflight(request, config);
+  if (!match || !action || request.method !== NEEDS[action].method) {
+    return errorResponse(failure("not_found", `no route for ${request.method} ${url.pathname}`));
+  }
+  const room = decodeRoom(match[1]!);
+  const target = action === "message" ? match[2]!.slice("messages/".length) : "";
+  const outcome = await handleRoom(request, rooms, config, url, room, action, target);
+  const response = outcome instanceof Response ? outcome : errorResponse(outcome);
+  // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
+  return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
+}
 
 async function handleRoom(
   request: Request,
-  env: Env,
+  rooms: DurableObjectNamespace<Room>,
   config: Config,
   url: URL,
   room: string,
@@ -87,7 +128,7 @@ async function handleRoom(
   }
   const identity = await verifyToken(tokenFrom(request, url), config);
   if (isFailure(identity)) return identity;
-  if (action === "ws") {
+  if (action === "ws" || action === "join") {
     const origin = request.headers.get("origin");
     if (origin !== null && !originAllowed(origin, config)) {
       return failure("forbidden", `origin ${origin} is not allowed`);
@@ -97,7 +138,7 @@ async function handleRoom(
   const needed = NEEDS[action].cap;
   if (!caps.has(needed)) return failure("forbidden", `token lacks the ${needed} capability for room ${room}`);
 
-  const stub = roomStub(env, room);
+  const stub = roomStub(rooms, room);
   const user = { id: identity.id, name: identity.name };
   switch (action) {
     case "ws": {
@@ -106,8 +147,14 @@ async function handleRoom(
       const shards = shardsFor(config, room);
       if (shards < 2) return join(stub, url, room, identity, caps);
       const index = Math.floor(Math.random() * shards);
-      const shard = roomStub(env, shardName(room, index));
+      const shard = roomStub(rooms, shardName(room, index));
       return join(shard, url, room, identity, caps, { index, count: shards });
+    }
+    case "join": {
+      // The SDK's handshake probe: the upgrade's checks, asked of the room (a giant room's root)
+      // with no socket, so a refusal the upgrade's status hid can be read.
+      const refused = await stub.admission(room, user, [...caps], true);
+      return refused ? joinRefusal(refused) : json({ ok: true });
     }
     case "messages": {
       const body = await readPublish(request, config);

@@ -3,8 +3,8 @@
 // answer in time) hands the whole batch back to the queue, which retries it with backoff and,
 // after max_retries (wrangler.toml), keeps it in the dead-letter queue. Nothing here retries by itself.
 import { loadConfig } from "../config";
-import type { Env } from "../env";
 import type { WebhookEvent } from "../protocol";
+import type { RoomEnv } from "../room/room";
 import type { QueuedEvents } from "../room/webhooks";
 
 export const SIGNATURE_HEADER = "X-Edgerooms-Signature";
@@ -25,7 +25,7 @@ export async function signature(secret: string, t: number, body: string): Promis
   return `t=${t},v1=${[...mac].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
-export async function deliverWebhooks(batch: MessageBatch<string>, env: Env): Promise<void> {
+export async function deliverWebhooks(batch: MessageBatch<string>, env: RoomEnv): Promise<void> {
   const config = loadConfig(env);
   if (!config.WEBHOOK_URL || !config.WEBHOOK_SECRET) {
     // Events queued before WEBHOOK_URL was unset: kept (then dead-lettered), never sent unsigned.

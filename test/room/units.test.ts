@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { capabilitiesFor, type Identity } from "../../src/auth";
 import { ConfigError, loadConfig, shardsFor } from "../../src/config";
-import worker from "../../src/worker/index";
+import worker from "../../src/index";
 import { KeyedBuckets, SlidingCounter, TokenBucket } from "../../src/room/rate-limit";
 import { Serial } from "../../src/room/serial";
 import { UpgradeLimiter } from "../../src/worker/upgrade-limit";

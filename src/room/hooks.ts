@@ -1,0 +1,130 @@
+// What a `Room` subclass may decide (edgerooms as a library): the hooks' events and decisions,
+// and the one place each hook is called, so a hook that throws, hangs on a bad promise or
+// returns nonsense refuses what it was asked about instead of breaking the room.
+//
+// Where they run: every hook runs in the room's own object: a plain room's, or a giant room's
+// root (the object named by the room's name), whichever shard holds the socket. So a hook sees
+// one object's `this.ctx.storage` for the whole room.
+import { failure, type Failure } from "../http";
+import { utf8Length, type Capability, type UserRef } from "../protocol";
+
+/** A value, or a promise of it: every hook may be sync or async. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** Where a publish came from: a socket (in a giant room, a shard's socket) or the HTTP route. */
+export type Via = "socket" | "http";
+
+/** `onPublish`'s argument: a publish, before it has a seq. */
+export interface PublishEvent {
+  /** the room's name */
+  room: string;
+  /** the payload as the publisher sent it */
+  data: unknown;
+  /** who publishes (the token's `sub` and `name`) */
+  from: UserRef;
+  via: Via;
+}
+
+/**
+ * `onPublish`'s answer: nothing to accept the publish as it is, `{ data }` to store and fan out
+ * that payload instead, `{ reject }` to refuse it (the publisher gets code `rejected` and the reason).
+ */
+export type PublishDecision = void | undefined | { data: unknown } | { reject: string };
+
+/** `onJoin`'s argument: a user whose token and capabilities passed, before its socket is admitted. */
+export interface JoinEvent {
+  room: string;
+  user: UserRef;
+  /** what the token grants in this room */
+  capabilities: Capability[];
+  /**
+   * true when no socket follows: the SDK's handshake probe (`GET /rooms/:room/join`) asks the
+   * same question after a refused upgrade, to learn whether retrying can help. Skip side effects then.
+   */
+  probe: boolean;
+}
+
+/** `onJoin`'s answer: nothing to admit the user, `{ reject }` to refuse the upgrade (403 `rejected`). */
+export type JoinDecision = void | undefined | { reject: string };
+
+/** `onLeave`'s argument: a user whose last connection to the room has gone. */
+export interface LeaveEvent {
+  room: string;
+  user: UserRef;
+}
+
+/** The hooks a `Room` subclass may define; every one optional, sync or async. */
+export interface RoomHooks {
+  onPublish?(event: PublishEvent): Awaitable<PublishDecision>;
+  onJoin?(event: JoinEvent): Awaitable<JoinDecision>;
+  onLeave?(event: LeaveEvent): Awaitable<void>;
+}
+
+/** A refusal's reason as sent (the error frame's and the HTTP body's message). */
+const MAX_REASON = 500;
+/** A rewritten payload's JSON may be at most this many bytes, or MAX_MESSAGE_BYTES if larger. */
+const MAX_REWRITE_BYTES = 65_536;
+
+/** What a publish becomes: stored with this payload, or refused. */
+export type Verdict = { data: unknown } | Failure;
+
+/**
+ * `onPublish`'s decision about `data`, checked: a rejection's reason must be a string, a
+ * rewrite must be JSON within the size limit. Anything else (a throw included) is `internal`,
+ * logged with the room's name, because it is the hook's bug and not the publisher's.
+ */
+export function publishVerdict(room: string, data: unknown, decision: unknown, maxBytes: number): Verdict {
+  if (decision === undefined || decision === null) return { data };
+  if (typeof decision === "object" && "reject" in decision) {
+    const reason = (decision as { reject: unknown }).reject;
+    if (typeof reason === "string") return failure("rejected", reason.slice(0, MAX_REASON) || "rejected by the room");
+    return hookBug(room, "onPublish", `returned a reject that is not a string: ${String(reason)}`);
+  }
+  if (typeof decision === "object" && "data" in decision) {
+    const next = (decision as { data: unknown }).data;
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(next);
+    } catch (err) {
+      return hookBug(room, "onPublish", `returned data that is not JSON: ${String(err)}`);
+    }
+    if (text === undefined) return hookBug(room, "onPublish", "returned { data: undefined }; return nothing to keep the payload");
+    const limit = Math.max(maxBytes, MAX_REWRITE_BYTES);
+    if (text.length > limit / 3 && utf8Length(text) > limit) {
+      return hookBug(room, "onPublish", `returned data of more than ${limit} bytes`);
+    }
+    return { data: JSON.parse(text) as unknown };
+  }
+  return hookBug(room, "onPublish", `returned ${JSON.stringify(decision)}; expected nothing, { data } or { reject }`);
+}
+
+/** `onJoin`'s decision, checked like `onPublish`'s: null admits. */
+export function joinVerdict(room: string, decision: unknown): Failure | null {
+  if (decision === undefined || decision === null) return null;
+  if (typeof decision === "object" && "reject" in decision) {
+    const reason = (decision as { reject: unknown }).reject;
+    if (typeof reason === "string") return failure("rejected", reason.slice(0, MAX_REASON) || "rejected by the room");
+  }
+  return hookBug(room, "onJoin", `returned ${JSON.stringify(decision)}; expected nothing or { reject: "reason" }`);
+}
+
+/** A hook's bug: logged where the room's operator looks, and answered as `internal`. */
+export function hookBug(room: string, hook: string, what: unknown): Failure {
+  console.error(`edgerooms: ${hook} in room ${room} failed:`, what);
+  return failure("internal", `the room's ${hook} hook failed`);
+}
+
+/** Calls a hook; a throw or a rejected promise becomes `failed(err)`, so no hook escapes. */
+export function callHook<T, R>(call: () => Awaitable<T>, decide: (value: T) => R, failed: (err: unknown) => R): R | Promise<R> {
+  let value: Awaitable<T>;
+  try {
+    value = call();
+  } catch (err) {
+    return failed(err);
+  }
+  return isPromise(value) ? Promise.resolve(value).then(decide, failed) : decide(value);
+}
+
+function isPromise<T>(x: Awaitable<T>): x is Promise<T> {
+  return typeof (x as { then?: unknown } | null)?.then === "function";
+}
