@@ -7,12 +7,18 @@ import { defineConfig } from "vitest/config";
 const TEST_SECRET = "test-secret-for-the-workers-pool-only";
 export const JWKS_URL = "https://idp.test/.well-known/jwks.json";
 
-/** A Workers-pool project: the real runtime, wrangler.toml's bindings, these vars on top. */
-function pool(name: string, include: string[], bindings: Record<string, string>, outbound?: (request: Request) => Response | Promise<Response>) {
+/** A Workers-pool project: the real runtime, a wrangler config's bindings (the server's unless given), these vars on top. */
+function pool(
+  name: string,
+  include: string[],
+  bindings: Record<string, string>,
+  outbound?: (request: Request) => Response | Promise<Response>,
+  configPath = "./wrangler.toml",
+) {
   return {
     plugins: [
       cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
+        wrangler: { configPath },
         miniflare: { bindings, ...(outbound ? { outboundService: outbound } : {}) },
       }),
     ],
@@ -130,6 +136,9 @@ export default defineConfig(async () => {
           webhookReceiver(await readmeVerify()),
         ),
         pool("no-key", ["test/worker/no-key/*.test.ts"], {}),
+        // A user's Worker (test/hooks/worker.ts): a Room subclass with every hook, mounted at /rt
+        // beside a route of its own, bound as CHAT, with no queue and no assets.
+        pool("hooks", ["test/hooks/*.test.ts"], { ...ROOM_VARS, SHARDED_ROOMS: "giant-*:4" }, undefined, "./test/hooks/wrangler.toml"),
         pool("upgrade-limit", ["test/worker/upgrade-limit/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(
           "jwks",
