@@ -76,12 +76,12 @@ export type Verdict = { data: unknown } | Failure;
 export function publishVerdict(room: string, data: unknown, decision: unknown, maxBytes: number): Verdict {
   if (decision === undefined || decision === null) return { data };
   if (typeof decision === "object" && "reject" in decision) {
-    const reason = (decision as { reject: unknown }).reject;
+    const reason = decision.reject;
     if (typeof reason === "string") return failure("rejected", reason.slice(0, MAX_REASON) || "rejected by the room");
     return hookBug(room, "onPublish", `returned a reject that is not a string: ${String(reason)}`);
   }
   if (typeof decision === "object" && "data" in decision) {
-    const next = (decision as { data: unknown }).data;
+    const next = decision.data;
     let text: string | undefined;
     try {
       text = JSON.stringify(next);
@@ -102,7 +102,7 @@ export function publishVerdict(room: string, data: unknown, decision: unknown, m
 export function joinVerdict(room: string, decision: unknown): Failure | null {
   if (decision === undefined || decision === null) return null;
   if (typeof decision === "object" && "reject" in decision) {
-    const reason = (decision as { reject: unknown }).reject;
+    const reason = decision.reject;
     if (typeof reason === "string") return failure("rejected", reason.slice(0, MAX_REASON) || "rejected by the room");
   }
   return hookBug(room, "onJoin", `returned ${JSON.stringify(decision)}; expected nothing or { reject: "reason" }`);

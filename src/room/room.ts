@@ -235,7 +235,7 @@ export class Room<E extends RoomEnv = RoomEnv> extends DurableObject<E> implemen
     publish: (session, frame) => {
       const outcome = this.#sequencer.publish(session.user, frame.data, "socket", frame.id);
       const refused = (seq: number | Failure) => isFailure(seq) && this.#connections.reject(session, seq.code, seq.message, frame.id);
-      if (outcome instanceof Promise) void outcome.then(refused);
+      if (outcome instanceof Promise) outcome.then(refused).catch((err: unknown) => console.error("edgerooms: a refusal could not be told:", err));
       else refused(outcome);
     },
     direct: (session, frame) => {

@@ -29,6 +29,8 @@ export interface TestSocket {
 
 export interface ConnectOptions {
   token?: string;
+  /** the rooms' mount prefix (createRooms' path): "" for the standalone server */
+  base?: string;
   query?: Record<string, string | number>;
   headers?: Record<string, string>;
 }
@@ -37,7 +39,7 @@ export async function upgrade(room: string, opts: ConnectOptions = {}): Promise<
   const params = new URLSearchParams();
   if (opts.token) params.set("token", opts.token);
   for (const [k, v] of Object.entries(opts.query ?? {})) params.set(k, String(v));
-  return exports.default.fetch(`http://rooms.test/rooms/${room}/ws?${params.toString()}`, {
+  return exports.default.fetch(`http://rooms.test${opts.base ?? ""}/rooms/${room}/ws?${params.toString()}`, {
     headers: { upgrade: "websocket", ...opts.headers },
   });
 }

@@ -1,0 +1,82 @@
+// A user's Worker for the hooks tests: edgerooms mounted at /rt beside a route of its own, and
+// a Room subclass with every hook. What each hook does is read off the payload or the user's
+// id, so one class serves every test; each object keeps a log of the hooks it ran (`hookLog`),
+// so a test can tell which object of a giant room ran them.
+import {
+  createRooms,
+  Room,
+  type JoinDecision,
+  type JoinEvent,
+  type LeaveEvent,
+  type PublishDecision,
+  type PublishEvent,
+  type RoomEnv,
+} from "../../src/server/index";
+
+export type HooksEnv = RoomEnv & { CHAT: DurableObjectNamespace<HookedRoom> };
+
+export interface HookCall {
+  hook: "publish" | "join" | "leave";
+  user: string;
+  room: string;
+  via?: string;
+  probe?: boolean;
+}
+
+/** The payloads the tests send: each field asks the hook for one behaviour. */
+interface Payload {
+  text?: string;
+  /** decide after this many ms */
+  wait?: number;
+  /** accept as is */
+  keep?: boolean;
+  /** throw */
+  fail?: boolean;
+  /** answer something that is no decision */
+  junk?: boolean;
+  /** rewrite into a payload this many characters long */
+  grow?: number;
+}
+
+export class HookedRoom extends Room<HooksEnv> {
+  readonly #calls: HookCall[] = [];
+
+  hookLog(): HookCall[] {
+    return this.#calls;
+  }
+
+  override onPublish({ room, data, from, via }: PublishEvent): PublishDecision | Promise<PublishDecision> {
+    this.#calls.push({ hook: "publish", user: from.id, room, via });
+    const p = data as Payload;
+    if (p.fail) throw new Error("the hook's own bug");
+    if (p.junk) return { nonsense: true } as unknown as PublishDecision;
+    if (typeof p.text === "string" && p.text.includes("spam")) return { reject: "no spam here" };
+    if (p.keep) return undefined;
+    if (p.grow) return { data: { text: "x".repeat(p.grow) } };
+    const rewrite = { data: { ...p, checked: via } };
+    return p.wait ? scheduler.wait(p.wait).then(() => rewrite) : rewrite;
+  }
+
+  override async onJoin({ room, user, probe }: JoinEvent): Promise<JoinDecision> {
+    this.#calls.push({ hook: "join", user: user.id, room, probe });
+    if (user.id.startsWith("slow")) await scheduler.wait(30);
+    if (user.id.startsWith("blocked")) return { reject: "blocked users stay out" };
+    if (user.id.startsWith("joinbug")) throw new Error("onJoin's own bug");
+  }
+
+  override onLeave({ room, user }: LeaveEvent): void {
+    this.#calls.push({ hook: "leave", user: user.id, room });
+  }
+}
+
+const rooms = createRooms({ room: "CHAT", path: "/rt" });
+
+export default {
+  async fetch(request, env, ctx) {
+    const answer = await rooms.fetch(request, env, ctx);
+    if (answer) return answer;
+    const url = new URL(request.url);
+    if (url.pathname === "/own") return new Response("own route");
+    return new Response("not mine", { status: 404 });
+  },
+} satisfies ExportedHandler<HooksEnv>;
