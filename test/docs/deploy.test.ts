@@ -52,6 +52,6 @@ it("runs the bench on its own Worker, with the production Room on the production
   expect(bench.compatibility_flags).toEqual(prod.compatibility_flags);
   expect(bench.durable_objects.bindings).toContainEqual({ name: "ROOMS", class_name: "Room" });
   const classes = [...liveClasses(bench.migrations).keys()].sort();
-  expect(classes).toEqual(["CountedRoom", "DurableFloorRoom", "FloorRoom", "Room", "UnbatchedRoom"]);
+  expect(classes).toEqual(["CountedRoom", "DurableFloorRoom", "FloorRoom", "HookedRoom", "Room", "UnbatchedRoom"]);
   expect(await exportsOf(bench.main)).toEqual(classes);
 });

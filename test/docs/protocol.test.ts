@@ -100,7 +100,7 @@ const firstColumn = (cell: string) => [...cell.matchAll(/`(\w+)`/g)].map((m) => 
 describe("docs/protocol.md", () => {
   it("is the project's own contract, and says its version", () => {
     expect(doc).not.toMatch(/\.\.\/shared|PROTOCOL\.md/);
-    expect(doc).toMatch(/^\*\*Versioning:\*\* v1\.1 /m);
+    expect(doc).toMatch(/^\*\*Versioning:\*\* v1\.2 /m);
   });
 
   it("lists every error code with the HTTP status the Worker answers it with", () => {
@@ -228,7 +228,7 @@ describe("docs/protocol.md", () => {
       route: `${m[2]} /rooms/:room/${paths[m[1]!] ?? m[1]}`,
       cap: m[3],
     }));
-    expect(needs.length).toBe(7);
+    expect(needs.length).toBe(8);
     const table = rows(section("Routes"));
     for (const { route, cap } of needs) {
       const row = table.find((r) => r[0]!.replace(/`/g, "").split("?")[0] === route);

@@ -8,7 +8,8 @@ import type { MessageFrame } from "../../src/protocol";
 import { expectFailure } from "../support/edge";
 import { connect, upgrade, type TestSocket } from "../support/socket";
 import { tokenFor } from "../support/tokens";
-import type { HookCall, HooksEnv } from "./worker";
+import { createRooms } from "../../src/server/index";
+import { CONFIG, type HookCall, type HooksEnv } from "./worker";
 
 const BASE = "/rt";
 const chat = (env as unknown as HooksEnv).CHAT;
@@ -45,6 +46,22 @@ describe("the Worker around the rooms", () => {
     expect(await health.json()).toEqual({ ok: true });
     // Under the prefix, a path of the rooms' own namespace is theirs to refuse.
     await expectFailure(await exports.default.fetch("http://rooms.test/rt/rooms/r/bogus"), 404, "not_found");
+  });
+});
+
+describe("createRooms' config", () => {
+  it("reaches the rooms: HISTORY_LIMIT 5 in code wins over the env's 50", async () => {
+    const room = "config";
+    for (let n = 1; n <= 7; n++) expect((await http("POST", `/rooms/${room}/messages`, "alice", room, { data: { n } })).status).toBe(201);
+    expect((await historyOf(room)).map((m) => m.seq)).toEqual([3, 4, 5, 6, 7]);
+  });
+
+  it("is checked at start-up: an unknown name, a bad value, or a second, different config throws", () => {
+    expect(() => createRooms({ room: "CHAT", config: { HISTORY_LIMITS: 5 } as never })).toThrow(/unknown setting HISTORY_LIMITS/);
+    expect(() => createRooms({ room: "CHAT", config: { HISTORY_LIMIT: 0 } })).toThrow(/config\.HISTORY_LIMIT/);
+    expect(() => createRooms({ room: "CHAT", config: { HISTORY_LIMIT: 6 } })).toThrow(/one config/);
+    expect(() => createRooms({ room: "CHAT", path: "rt" })).toThrow(/path must start with/);
+    expect(() => createRooms({ room: "CHAT", path: "/rt", config: { ...CONFIG } })).not.toThrow();
   });
 });
 

@@ -69,7 +69,9 @@ export class HookedRoom extends Room<HooksEnv> {
   }
 }
 
-const rooms = createRooms({ room: "CHAT", path: "/rt" });
+// HISTORY_LIMIT in code, over the env's 50 (vitest.config.ts): the rooms must read it too.
+export const CONFIG = { HISTORY_LIMIT: 5 };
+const rooms = createRooms({ room: "CHAT", path: "/rt", config: CONFIG });
 
 export default {
   async fetch(request, env, ctx) {
