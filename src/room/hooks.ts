@@ -128,3 +128,17 @@ export function callHook<T, R>(call: () => Awaitable<T>, decide: (value: T) => R
 function isPromise<T>(x: Awaitable<T>): x is Promise<T> {
   return typeof (x as { then?: unknown } | null)?.then === "function";
 }
+
+/**
+ * The names edgerooms calls on a room itself (its RPC methods, between the Worker, roots and
+ * shards): a subclass that defines one would break the room unseen, so it is refused as the object
+ * starts, by name. The runtime's handlers (fetch, alarm, webSocket*) may be extended, calling super.
+ */
+export function reservedOverrides(room: object, base: object, allowed: ReadonlySet<string>): string[] {
+  const reserved = Object.getOwnPropertyNames(base).filter((name) => !allowed.has(name));
+  const clashes: string[] = [];
+  for (let proto = Object.getPrototypeOf(room) as object | null; proto && proto !== base; proto = Object.getPrototypeOf(proto) as object | null) {
+    for (const name of reserved) if (Object.prototype.hasOwnProperty.call(proto, name)) clashes.push(name);
+  }
+  return clashes;
+}

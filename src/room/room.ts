@@ -44,6 +44,7 @@ import {
   type PublishDecision,
   type PublishEvent,
   type RoomHooks,
+  reservedOverrides,
 } from "./hooks";
 import { ownNamespace } from "./namespace";
 import type { RateLimited } from "./rate-limit";
@@ -82,6 +83,9 @@ export function roomStub(rooms: DurableObjectNamespace<Room>, name: string): Dur
   return rooms.get(rooms.idFromName(name));
 }
 
+/** What a subclass may define over Room's own: the runtime's handlers (calling super) and `batching`. */
+const EXTENDABLE = new Set(["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError", "batching"]);
+
 export class Room<E extends RoomEnv = RoomEnv> extends DurableObject<E> implements RootTarget, ShardTarget, RoomHooks {
   readonly #room: RoomContext;
   readonly #connections: Connections;
@@ -104,6 +108,10 @@ export class Room<E extends RoomEnv = RoomEnv> extends DurableObject<E> implemen
 
   constructor(ctx: DurableObjectState, env: E) {
     super(ctx, env);
+    const clashes = reservedOverrides(this, Room.prototype, EXTENDABLE);
+    if (clashes.length > 0) {
+      throw new TypeError(`${new.target.name} redefines ${clashes.join(", ")}: edgerooms calls these on every room; give your methods other names`);
+    }
     const config: Config = loadConfig(env);
     this.#room = new RoomContext(ctx, config, this.batching);
     const epoch = this.#room.made("epoch");

@@ -201,7 +201,7 @@ describe("RoomClient", () => {
     await vi.advanceTimersByTimeAsync(0);
     latest().drop(1006);
     await vi.advanceTimersByTimeAsync(60_000);
-    expect(fetch).toHaveBeenCalledWith("https://rooms.test/rooms/r/presence?token=t", expect.anything());
+    expect(fetch).toHaveBeenCalledWith("https://rooms.test/rooms/r/join?token=t", expect.anything());
     expect(sockets).toHaveLength(1);
     expect(client.status).toBe("closed");
     expect(statuses.at(-1)).toMatchObject({ status: "closed", reason: "unauthorized" });

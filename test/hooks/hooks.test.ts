@@ -49,6 +49,14 @@ describe("the Worker around the rooms", () => {
   });
 });
 
+describe("a subclass", () => {
+  it("is refused as it starts when it redefines a method edgerooms calls on its rooms, naming them", async () => {
+    const clash = (env as unknown as HooksEnv).CLASH;
+    const stub = clash.get(clash.idFromName("clash"));
+    await expect(stub.fetch("https://room.internal/ws")).rejects.toThrow("ClashingRoom redefines stats, range: edgerooms calls these on every room");
+  });
+});
+
 describe("createRooms' config", () => {
   it("reaches the rooms: HISTORY_LIMIT 5 in code wins over the env's 50", async () => {
     const room = "config";

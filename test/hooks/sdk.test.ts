@@ -49,14 +49,14 @@ describe("the SDK and the hooks", () => {
     expect(await c.publish({ text: "fine" })).toBe(1);
     const log = await chat.get(chat.idFromName(room)).hookLog();
     expect(log.filter((call) => call.hook === "publish")).toHaveLength(2);
-  });
+  }, 15_000);
 
   it("treats an onJoin refusal as final: one error with code rejected, status closed, no retry", async () => {
     const { c, upgrades } = client("sdk-join", "blocked-sdk");
     const errors: RoomError[] = [];
     c.on("error", (err) => errors.push(err));
-    await vi.waitFor(() => expect(c.status).toBe("closed"), { timeout: 3000 });
+    await vi.waitFor(() => expect(c.status).toBe("closed"), { timeout: 10_000 });
     expect(errors.map((e) => e.code)).toEqual(["rejected"]);
     expect(upgrades()).toBe(1);
-  });
+  }, 15_000);
 });

@@ -13,7 +13,7 @@ import {
   type RoomEnv,
 } from "../../src/server/index";
 
-export type HooksEnv = RoomEnv & { CHAT: DurableObjectNamespace<HookedRoom> };
+export type HooksEnv = RoomEnv & { CHAT: DurableObjectNamespace<HookedRoom>; CLASH: DurableObjectNamespace<ClashingRoom> };
 
 export interface HookCall {
   hook: "publish" | "join" | "leave";
@@ -71,6 +71,16 @@ export class HookedRoom extends Room<HooksEnv> {
 
 // HISTORY_LIMIT in code, over the env's 50 (vitest.config.ts): the rooms must read it too.
 export const CONFIG = { HISTORY_LIMIT: 5 };
+/** A user's own `stats` and `range`, which would replace the ones a room's Worker and shards call. */
+export class ClashingRoom extends Room<HooksEnv> {
+  override stats(): never {
+    throw new Error("never reached");
+  }
+  override range(): never {
+    throw new Error("never reached");
+  }
+}
+
 const rooms = createRooms({ room: "CHAT", path: "/rt", config: CONFIG });
 
 export default {
