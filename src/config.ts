@@ -87,7 +87,10 @@ export type ConfigKey = keyof Config;
  * Settings given in code (`createRooms({ config })`), over the env's: the env vars' names, with
  * values as wrangler.toml would give them, or as numbers, booleans and lists.
  */
-export type ConfigOverrides = { [K in ConfigKey]?: string | number | boolean | string[] };
+export type ConfigOverrides = { [K in ConfigKey]?: ConfigValue };
+
+/** A setting's value as an env var (wrangler.toml `[vars]` may hold strings, numbers, booleans or lists) or in code. */
+export type ConfigValue = string | number | boolean | string[];
 
 /**
  * The script's overrides, set once by createRooms. Module state on purpose: a room's object is

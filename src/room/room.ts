@@ -14,7 +14,7 @@
 // A subclass adds the hooks of hooks.ts (onPublish, onJoin, onLeave); they run in the room's own
 // object (a giant room's root), on every path, and a room without them pays nothing for them.
 import { DurableObject } from "cloudflare:workers";
-import { loadConfig, shardsFor, type Config, type ConfigSchema } from "../config";
+import { loadConfig, shardsFor, type Config, type ConfigKey, type ConfigValue } from "../config";
 import { isFailure, joinRefusal, type Failure } from "../http";
 import {
   PING,
@@ -29,7 +29,6 @@ import {
   type Capability,
   type UserRef,
 } from "../protocol";
-import type { z } from "zod";
 import type { Ban } from "./bans";
 import { answerClose, Connections, type Frames, type Join, type Membership } from "./connections";
 import { closeReason, RoomContext } from "./context";
@@ -69,14 +68,14 @@ export { answerClose, type Join };
 export const JOIN_HEADER = "x-edgerooms-join";
 
 /**
- * What a room reads of its Worker's env: the webhooks queue and the vars `config.ts` parses (as
- * strings). Its own namespace is whichever binding its id belongs to (namespace.ts), so a
- * subclass may be bound under any name.
+ * What a room reads of its Worker's env: the webhooks queue and the vars `config.ts` parses. Its
+ * own namespace is whichever binding its id belongs to (namespace.ts), so a subclass may be bound
+ * under any name.
  */
 export type RoomEnv = {
   /** Webhook events, from the rooms to the Worker's queue consumer (room/webhooks.ts). */
   WEBHOOKS?: Queue<string>;
-} & { [K in keyof z.input<typeof ConfigSchema>]?: string };
+} & { [K in ConfigKey]?: ConfigValue };
 
 /** The stub of room (or shard) `name` in `rooms`. */
 export function roomStub(rooms: DurableObjectNamespace<Room>, name: string): DurableObjectStub<Room> {
