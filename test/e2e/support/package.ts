@@ -48,24 +48,30 @@ export interface Packed {
  */
 export async function packAndInstall(links: string[] = []): Promise<Packed> {
   const work = mkdtempSync(join(tmpdir(), "edgerooms-pkg-"));
-  await run("npm", ["pack", "--silent", "--pack-destination", work], root);
-  const tarball = join(
-    work,
-    readdirSync(work).find((f) => f.endsWith(".tgz"))!,
-  );
-  const consumer = join(work, "consumer");
-  mkdirSync(consumer);
-  const dependencies = {
-    edgerooms: `file:${tarball}`,
-    ...Object.fromEntries(DEPENDENCIES.map((d) => [d, `file:${realpathSync(join(root, "node_modules", d))}`])),
-  };
-  writeFileSync(join(consumer, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module", dependencies }));
-  await run("npm", ["install", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], consumer);
-  // Every dependency edge satisfied (a version outside the tarball's range fails here), none nested.
-  await run("npm", ["ls", "--all"], consumer);
-  for (const dep of links) {
-    mkdirSync(dirname(join(consumer, "node_modules", dep)), { recursive: true });
-    symlinkSync(join(root, "node_modules", dep), join(consumer, "node_modules", dep), "dir");
+  const remove = () => rmSync(work, { recursive: true, force: true });
+  try {
+    await run("npm", ["pack", "--silent", "--pack-destination", work], root);
+    const tarball = join(
+      work,
+      readdirSync(work).find((f) => f.endsWith(".tgz"))!,
+    );
+    const consumer = join(work, "consumer");
+    mkdirSync(consumer);
+    const dependencies = {
+      edgerooms: `file:${tarball}`,
+      ...Object.fromEntries(DEPENDENCIES.map((d) => [d, `file:${realpathSync(join(root, "node_modules", d))}`])),
+    };
+    writeFileSync(join(consumer, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module", dependencies }));
+    await run("npm", ["install", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], consumer);
+    // Every dependency edge satisfied (a version outside the tarball's range fails here), none nested.
+    await run("npm", ["ls", "--all"], consumer);
+    for (const dep of links) {
+      mkdirSync(dirname(join(consumer, "node_modules", dep)), { recursive: true });
+      symlinkSync(join(root, "node_modules", dep), join(consumer, "node_modules", dep), "dir");
+    }
+    return { work, tarball, consumer, remove };
+  } catch (err) {
+    remove(); // a failed pack or install leaves no scratch folder behind
+    throw err;
   }
-  return { work, tarball, consumer, remove: () => rmSync(work, { recursive: true, force: true }) };
 }
