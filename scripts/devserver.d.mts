@@ -23,6 +23,10 @@ export function startDevServer(opts?: {
   vars?: Record<string, string>;
   /** a wrangler config other than ./wrangler.toml, relative to the repo (the bench's) */
   config?: string;
+  /** run wrangler there (with its wrangler.toml) instead of in the repo: another project's Worker */
+  cwd?: string;
+  /** the path readiness is polled on (default /health) */
+  health?: string;
   port?: number;
   persistTo?: string;
   log?: (line: string) => void;

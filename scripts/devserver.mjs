@@ -35,8 +35,10 @@ export async function mintToken(secret, { sub, name, rooms, ttlSec = 3600 }) {
 }
 
 /**
- * @param {{ vars?: Record<string,string>, config?: string, port?: number, persistTo?: string, log?: (line: string) => void }} [opts]
+ * @param {{ vars?: Record<string,string>, config?: string, cwd?: string, health?: string, port?: number, persistTo?: string, log?: (line: string) => void }} [opts]
  *   `config`: a wrangler config other than ./wrangler.toml, relative to the repo (the bench's).
+ *   `cwd`: run wrangler there (with its wrangler.toml) instead of in the repo: another project's Worker.
+ *   `health`: the path readiness is polled on (default /health; under createRooms' `path`, that prefix's).
  */
 export async function startDevServer(opts = {}) {
   const secret = opts.vars?.AUTH_SECRET ?? `e2e-${randomBytes(12).toString("hex")}`;
@@ -69,7 +71,7 @@ export async function startDevServer(opts = {}) {
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ];
     child = spawn(join(root, "node_modules/.bin/wrangler"), args, {
-      cwd: root,
+      cwd: opts.cwd ?? root,
       detached: true, // its own process group, so stop() takes workerd down with it
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
@@ -85,7 +87,7 @@ export async function startDevServer(opts = {}) {
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`wrangler dev exited (${child.exitCode}):\n${output}`);
       try {
-        const res = await fetch(`${url}/health`);
+        const res = await fetch(`${url}${opts.health ?? "/health"}`);
         if (res.ok) return;
       } catch {
         // not listening yet
