@@ -85,7 +85,7 @@ export function roomStub(rooms: DurableObjectNamespace<Room>, name: string): Dur
 /** What a subclass may define over Room's own: the runtime's handlers (calling super) and `batching`. */
 const EXTENDABLE = new Set(["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError", "batching"]);
 
-export class Room<E extends RoomEnv = RoomEnv> extends DurableObject<E> implements RootTarget, ShardTarget, RoomHooks {
+export class Room<E extends object = RoomEnv> extends DurableObject<E> implements RootTarget, ShardTarget, RoomHooks {
   readonly #room: RoomContext;
   readonly #connections: Connections;
   readonly #sequencer: Sequencer;
@@ -139,7 +139,7 @@ export class Room<E extends RoomEnv = RoomEnv> extends DurableObject<E> implemen
     if (config.WEBHOOK_URL && !this.#shard) {
       this.#webhooks = new Webhooks(
         this.#room.sql,
-        env.WEBHOOKS!, // loadConfig refuses WEBHOOK_URL without the binding
+        (env as RoomEnv).WEBHOOKS!, // loadConfig refuses WEBHOOK_URL without the binding
         () => ({ room: this.#name!, epoch }),
         (at) => this.#room.scheduleAlarm(at),
       );

@@ -46,9 +46,9 @@ export interface RoomsOptions {
 /** What createRooms returns: the Worker's handlers for the rooms' routes and their webhook queue. */
 export interface Rooms {
   /** The answer to one of the rooms' routes, or null for any other path (so your own routes answer it). */
-  fetch(request: Request, env: RoomEnv, ctx?: ExecutionContext): Promise<Response | null>;
+  fetch(request: Request, env: object, ctx?: ExecutionContext): Promise<Response | null>;
   /** The webhook queue's consumer (`[[queues.consumers]]` of the WEBHOOKS queue). */
-  queue(batch: MessageBatch<string>, env: RoomEnv): Promise<void>;
+  queue(batch: MessageBatch<string>, env: object): Promise<void>;
 }
 
 /** Mounts the rooms of the `Room` subclass bound as `options.room` under `options.path`. */
@@ -70,7 +70,7 @@ function below(pathname: string, prefix: string): string | null {
   return pathname.startsWith(`${prefix}/`) ? pathname.slice(prefix.length) : null;
 }
 
-async function route(request: Request, env: RoomEnv, binding: string, prefix: string): Promise<Response | null> {
+async function route(request: Request, env: object, binding: string, prefix: string): Promise<Response | null> {
   const url = new URL(request.url);
   const path = below(url.pathname, prefix);
   if (path === null) return null;
