@@ -6,8 +6,10 @@ import type { Env } from "./env";
 // wrangler binds the Durable Object class by the name the entry module exports it under.
 export { ChatRoom } from "./chat-room";
 
-// At module top level: the rooms of this script read the same config, so it is set before any request.
-const rooms = createRooms({ room: "CHAT", path: "/rt" });
+// At module top level, where the runtime evaluates this module in every isolate: the ChatRoom
+// objects read `config` from here too (a chat message needs no more than 16 KiB; the env's
+// MAX_MESSAGE_BYTES, if any, is overridden for the Worker's checks and the rooms' alike).
+const rooms = createRooms({ room: "CHAT", path: "/rt", config: { MAX_MESSAGE_BYTES: 16_384 } });
 
 export default {
   async fetch(request, env, ctx) {

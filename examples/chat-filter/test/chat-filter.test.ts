@@ -18,6 +18,20 @@ describe("the Worker around the rooms", () => {
   });
 });
 
+describe("createRooms' config", () => {
+  it("holds for the Worker and for the rooms: 16 KiB messages", async () => {
+    const alice = await connect("config-room", "alice");
+    expect(alice.frames[0]).toMatchObject({ type: "welcome", limits: { maxMessageBytes: 16_384 } });
+    const res = await call("/rt/rooms/config-room/messages", {
+      method: "POST",
+      token: await tokenFor("server", "config-room"),
+      body: JSON.stringify({ data: { text: "x".repeat(16_384) } }),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: { code: "too_large" } });
+  });
+});
+
 describe("ChatRoom.onPublish over sockets", () => {
   it("refuses a banned word to its sender alone, numbers nothing, and marks the next message on every socket", async () => {
     const alice = await connect("sock-room", "alice");
