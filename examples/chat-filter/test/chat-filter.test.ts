@@ -1,10 +1,16 @@
 // The example's room through its own Worker: onPublish refuses a banned word (over a socket and
 // over HTTP: nothing stored, sent or numbered) and marks every other message `filtered`, in
 // history and on every socket; the Worker's own route answers beside the rooms at /rt.
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { call, connect, history, tokenFor, type Frame } from "./client";
 
 const isMessage = (f: Frame) => f.type === "message";
+
+// The first request loads the Worker's modules into the pool (seconds, more on a busy machine):
+// paid here, with a deadline of its own, not by whichever test comes first.
+beforeAll(async () => {
+  await call("/rt/health");
+}, 30_000);
 
 describe("the Worker around the rooms", () => {
   it("answers its own route, and the rooms' under /rt", async () => {
