@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { exportJWK, generateKeyPair } from "jose";
 import { defineConfig } from "vitest/config";
@@ -139,6 +140,18 @@ export default defineConfig(async () => {
         // A user's Worker (test/hooks/worker.ts): a Room subclass with every hook, mounted at /rt
         // beside a route of its own, bound as CHAT, with no queue and no assets.
         pool("hooks", ["test/hooks/*.test.ts"], { ...ROOM_VARS, SHARDED_ROOMS: "giant-*:4" }, undefined, "./test/hooks/wrangler.toml"),
+        // The example a user copies (examples/chat-filter): its own Worker and wrangler.toml, its
+        // `edgerooms/server` import resolved to the source here, so the tests run without a build.
+        {
+          ...pool(
+            "chat-filter",
+            ["examples/chat-filter/test/*.test.ts"],
+            { AUTH_SECRET: TEST_SECRET },
+            undefined,
+            "./examples/chat-filter/wrangler.toml",
+          ),
+          resolve: { alias: { "edgerooms/server": fileURLToPath(new URL("./src/server/index.ts", import.meta.url)) } },
+        },
         pool("upgrade-limit", ["test/worker/upgrade-limit/*.test.ts"], { AUTH_SECRET: TEST_SECRET, UPGRADE_LIMIT: "5" }),
         pool(
           "jwks",
