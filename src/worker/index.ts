@@ -10,7 +10,7 @@ import { HistoryQuery, IdempotencyKey, KickBody, MessageSeq, PublishBody, ROOM_N
 import { UpgradeLimiter } from "./upgrade-limit";
 import { deliverWebhooks } from "./webhooks";
 import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
-import { JOIN_HEADER, roomStub, type Join, type Room, type RoomEnv } from "../room/room";
+import { JOIN_HEADER, roomStub, type Join, type Room } from "../room/room";
 import { shardName } from "../room/shards";
 
 const upgrades = new UpgradeLimiter();
