@@ -139,7 +139,13 @@ export default defineConfig(async () => {
         pool("no-key", ["test/worker/no-key/*.test.ts"], {}),
         // A user's Worker (test/hooks/worker.ts): a Room subclass with every hook, mounted at /rt
         // beside a route of its own, bound as CHAT, with no queue and no assets.
-        pool("hooks", ["test/hooks/*.test.ts"], { ...ROOM_VARS, SHARDED_ROOMS: "giant-*:4" }, undefined, "./test/hooks/wrangler.toml"),
+        pool(
+          "hooks",
+          ["test/hooks/*.test.ts"],
+          { ...ROOM_VARS, SHARDED_ROOMS: "giant-*:4", HOOK_TIMEOUT_MS: "500" },
+          undefined,
+          "./test/hooks/wrangler.toml",
+        ),
         // The example a user copies (examples/chat-filter): its own Worker and wrangler.toml, its
         // `edgerooms/server` import resolved to the source here, so the tests run without a build.
         {

@@ -59,6 +59,8 @@ export const ConfigSchema = z
     PRESENCE_LIMIT: int(1000, 1, 1_000_000),
     /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
     IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
+    /** Milliseconds a Room subclass's hook may take before what it decides is refused as `internal` (room/hooks.ts). Default 10000. */
+    HOOK_TIMEOUT_MS: int(10_000, 1, 60_000),
     /**
      * Rooms served by several shard objects (room/shards.ts): a comma list of `pattern:shards`,
      * `pattern` a room name or a prefix ending in `*`, `shards` 2–64. Default: none.
@@ -87,7 +89,7 @@ export type ConfigKey = keyof Config;
  * Settings given in code (`createRooms({ config })`), over the env's: the env vars' names, with
  * values as wrangler.toml would give them, or as numbers, booleans and lists.
  */
-export type ConfigOverrides = { [K in ConfigKey]?: ConfigValue };
+export type ConfigOverrides = { [K in Exclude<ConfigKey, "DEV_TOKENS">]?: ConfigValue };
 
 /** A setting's value as an env var (wrangler.toml `[vars]` may hold strings, numbers, booleans or lists) or in code. */
 export type ConfigValue = string | number | boolean | string[];
@@ -103,15 +105,22 @@ let overrides: { given: ConfigOverrides; merged: WeakMap<object, object> } | und
 export function overrideConfig(given: ConfigOverrides): void {
   const shape = ConfigSchema.shape as Record<string, z.ZodType>;
   for (const [key, value] of Object.entries(given)) {
+    // Fail closed: a dev convenience set in code would ship with the bundle.
+    if (key === "DEV_TOKENS") throw new ConfigError("config: DEV_TOKENS is for the local dev script (wrangler dev --var), never in code");
     const field = shape[key];
     if (!field) throw new ConfigError(`config: unknown setting ${key}; the settings are ${KEYS.join(", ")}`);
     const parsed = field.safeParse(value);
     if (!parsed.success) throw new ConfigError(`config.${key}: ${z.prettifyError(parsed.error)}`);
   }
-  if (overrides && JSON.stringify(overrides.given) !== JSON.stringify(given)) {
+  if (overrides && canonical(overrides.given) !== canonical(given)) {
     throw new ConfigError("createRooms: a Worker script has one config (its rooms read it too); pass the same config to every call");
   }
   overrides ??= { given, merged: new WeakMap() };
+}
+
+/** A config's values in key order: two configs are the same whatever order their keys were written in. */
+function canonical(config: ConfigOverrides): string {
+  return JSON.stringify(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
 /** The env with the overrides on top, made once per env object. */

@@ -35,8 +35,8 @@ export type PublishDecision = void | undefined | { data: unknown } | { reject: s
 export interface JoinEvent {
   room: string;
   user: UserRef;
-  /** what the token grants in this room */
-  capabilities: Capability[];
+  /** what the token grants in this room (a frozen copy: the admitted socket's own are not yours to change) */
+  capabilities: readonly Capability[];
   /**
    * true when no socket follows: the SDK's handshake probe (`GET /rooms/:room/join`) asks the
    * same question after a refused upgrade, to learn whether retrying can help. Skip side effects then.
@@ -62,6 +62,7 @@ export interface RoomHooks {
 
 /** A refusal's reason as sent (the error frame's and the HTTP body's message). */
 const MAX_REASON = 500;
+
 /** A rewritten payload's JSON may be at most this many bytes, or MAX_MESSAGE_BYTES if larger. */
 const MAX_REWRITE_BYTES = 65_536;
 
@@ -78,7 +79,7 @@ export function publishVerdict(room: string, data: unknown, decision: unknown, m
   if (typeof decision === "object" && "reject" in decision) {
     const reason = decision.reject;
     if (typeof reason === "string") return failure("rejected", reason.slice(0, MAX_REASON) || "rejected by the room");
-    return hookBug(room, "onPublish", `returned a reject that is not a string: ${String(reason)}`);
+    return hookBug(room, "onPublish", `returned a reject that is not a string but ${describe(reason)}`);
   }
   if (typeof decision === "object" && "data" in decision) {
     const next = decision.data;
@@ -95,7 +96,7 @@ export function publishVerdict(room: string, data: unknown, decision: unknown, m
     }
     return { data: JSON.parse(text) as unknown };
   }
-  return hookBug(room, "onPublish", `returned ${JSON.stringify(decision)}; expected nothing, { data } or { reject }`);
+  return hookBug(room, "onPublish", `returned ${describe(decision)}; expected nothing, { data } or { reject }`);
 }
 
 /** `onJoin`'s decision, checked like `onPublish`'s: null admits. */
@@ -105,7 +106,7 @@ export function joinVerdict(room: string, decision: unknown): Failure | null {
     const reason = decision.reject;
     if (typeof reason === "string") return failure("rejected", reason.slice(0, MAX_REASON) || "rejected by the room");
   }
-  return hookBug(room, "onJoin", `returned ${JSON.stringify(decision)}; expected nothing or { reject: "reason" }`);
+  return hookBug(room, "onJoin", `returned ${describe(decision)}; expected nothing or { reject: "reason" }`);
 }
 
 /** A hook's bug: logged where the room's operator looks, and answered as `internal`. */
@@ -114,15 +115,46 @@ export function hookBug(room: string, hook: string, what: unknown): Failure {
   return failure("internal", `the room's ${hook} hook failed`);
 }
 
-/** Calls a hook; a throw or a rejected promise becomes `failed(err)`, so no hook escapes. */
-export function callHook<T, R>(call: () => Awaitable<T>, decide: (value: T) => R, failed: (err: unknown) => R): R | Promise<R> {
+/**
+ * Calls a hook and `decide`s on its answer; a throw (of either), a rejected promise or no answer
+ * within `timeoutMs` (HOOK_TIMEOUT_MS) becomes `failed(err)`, so nothing a hook does escapes: a
+ * promise that never settles cannot stop a room, whose every publish waits for the decision
+ * before it. An answer given at once is decided at once: a sync hook costs no promise.
+ */
+export function callHook<T, R>(call: () => Awaitable<T>, decide: (value: T) => R, failed: (err: unknown) => R, timeoutMs: number): R | Promise<R> {
   let value: Awaitable<T>;
   try {
     value = call();
   } catch (err) {
     return failed(err);
   }
-  return isPromise(value) ? Promise.resolve(value).then(decide, failed) : decide(value);
+  if (!isPromise(value)) return guarded(decide, value, failed);
+  return withDeadline(Promise.resolve(value), timeoutMs).then((v) => guarded(decide, v, failed), failed);
+}
+
+function guarded<T, R>(decide: (value: T) => R, value: T, failed: (err: unknown) => R): R {
+  try {
+    return decide(value);
+  } catch (err) {
+    return failed(err);
+  }
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** A hook's answer in a log line, whatever it is (a BigInt or a cycle does not serialize). */
+function describe(x: unknown): string {
+  try {
+    return JSON.stringify(x) ?? typeof x;
+  } catch {
+    return `a ${typeof x} that is not JSON`;
+  }
 }
 
 function isPromise<T>(x: Awaitable<T>): x is Promise<T> {

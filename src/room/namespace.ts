@@ -20,7 +20,7 @@ export function ownNamespace<T extends Rpc.DurableObjectBranded | undefined>(
  * A service binding answers any method name (it may be an RPC call), so one with `fetch` is
  * skipped before anything is called on it; a namespace has none.
  */
-function isNamespace(value: unknown): value is DurableObjectNamespace {
+export function isNamespace(value: unknown): value is DurableObjectNamespace {
   if (typeof value !== "object" || value === null) return false;
   const v = value as { idFromName?: unknown; fetch?: unknown };
   return typeof v.fetch !== "function" && typeof v.idFromName === "function";

@@ -212,9 +212,11 @@ export class Room<E extends object = RoomEnv> extends DurableObject<E> implement
     if (banned || !this.onJoin) return banned;
     const room = this.#name!;
     return callHook(
-      () => this.onJoin!({ room, user, capabilities: caps, probe }),
+      // Copies: what the hook does to them must not reach the admitted socket (a giant room's root gets copies too).
+      () => this.onJoin!({ room, user: { ...user }, capabilities: Object.freeze([...caps]), probe }),
       (decision) => joinVerdict(room, decision),
       (err) => hookBug(room, "onJoin", err),
+      this.#room.config.HOOK_TIMEOUT_MS,
     );
   }
 
@@ -227,6 +229,7 @@ export class Room<E extends object = RoomEnv> extends DurableObject<E> implement
       () => this.onLeave!({ room, user }),
       () => undefined,
       (err) => void hookBug(room, "onLeave", err),
+      this.#room.config.HOOK_TIMEOUT_MS,
     );
     if (done instanceof Promise) this.ctx.waitUntil(done);
   }

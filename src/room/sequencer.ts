@@ -28,15 +28,11 @@ interface Waiting {
   done: (outcome: Published) => void;
 }
 
-/** A publish that failed to store (a bug, not a hook's): its caller gets `internal`, and the publishes behind it still go on. */
-async function settled(outcome: Published | Promise<Published>): Promise<Published> {
-  try {
-    return await outcome;
-  } catch (err) {
-    console.error("edgerooms: a publish failed to store:", err);
-    return failure("internal", "the publish could not be stored; try again");
-  }
-}
+/**
+ * Publishes that may wait behind a pending decision; past it, a publish is refused as
+ * `rate_limited` (the socket's own bucket limits one connection, not the room).
+ */
+const MAX_WAITING = 1000;
 
 /** Where a stored message goes next: this object's sockets, and a root's shards. */
 export type FanOut = (text: string, seq: number) => void;
@@ -80,33 +76,53 @@ export class Sequencer {
   publish(from: UserRef, data: unknown, via: Via, id?: string): Published | Promise<Published> {
     if (!this.hooks.onPublish) return this.#store(from, data, via, id);
     const waiting = this.#waiting;
-    if (waiting) return new Promise((done) => waiting.push({ from, data, via, id, done }));
-    const first = this.#decide(from, data, via, id);
-    if (typeof first === "number" || isFailure(first)) return first;
+    if (waiting) {
+      if (waiting.length >= MAX_WAITING) {
+        return failure("rate_limited", `the room is deciding ${waiting.length} publishes already; try again`, 1);
+      }
+      return new Promise((done) => waiting.push({ from, data, via, id, done }));
+    }
+    const verdict = this.#decide(from, data, via);
+    if (!(verdict instanceof Promise)) return this.#apply(verdict, from, via, id);
     this.#waiting = [];
-    return settled(first).then((outcome) => (void this.#drain(), outcome));
+    return this.#settle(verdict, from, via, id).finally(() => void this.#drain());
   }
 
-  /** The hook's decision about one publish, applied. */
-  #decide(from: UserRef, data: unknown, via: Via, id: string | undefined): Published | Promise<Published> {
+  /** The hook's decision about one publish, checked (hooks.ts): never a throw. */
+  #decide(from: UserRef, data: unknown, via: Via): Verdict | Promise<Verdict> {
     const room = this.roomName();
     const limit = this.room.config.MAX_MESSAGE_BYTES;
     return callHook(
-      () => this.hooks.onPublish!({ room, data, from, via }),
-      (decision) => this.#apply(publishVerdict(room, data, decision, limit), from, via, id),
+      // A copy of `from`: the sender's session keeps its own.
+      () => this.hooks.onPublish!({ room, data, from: { ...from }, via }),
+      (decision) => publishVerdict(room, data, decision, limit),
       (err) => hookBug(room, "onPublish", err),
+      this.room.config.HOOK_TIMEOUT_MS,
     );
   }
 
+  /** A verdict, applied; a sender banned while the decision was pending is refused like any banned publish. */
   #apply(verdict: Verdict, from: UserRef, via: Via, id: string | undefined): Published {
-    return isFailure(verdict) ? verdict : this.#store(from, verdict.data, via, id);
+    if (isFailure(verdict)) return verdict;
+    return this.room.banned(from.id) ?? this.#store(from, verdict.data, via, id);
+  }
+
+  /** A pending verdict, applied; a publish that failed to store (a bug, not a hook's) is its caller's `internal`, and the publishes behind it still go on. */
+  async #settle(verdict: Promise<Verdict>, from: UserRef, via: Via, id: string | undefined): Promise<Published> {
+    try {
+      return this.#apply(await verdict, from, via, id);
+    } catch (err) {
+      console.error("edgerooms: a publish failed to store:", err);
+      return failure("internal", "the publish could not be stored; try again");
+    }
   }
 
   /** The publishes that waited behind a decision, decided one at a time in their order. */
   async #drain(): Promise<void> {
     const waiting = this.#waiting!;
     for (let next = waiting.shift(); next; next = waiting.shift()) {
-      next.done(await settled(this.#decide(next.from, next.data, next.via, next.id)));
+      const verdict = this.#decide(next.from, next.data, next.via);
+      next.done(await this.#settle(Promise.resolve(verdict), next.from, next.via, next.id));
     }
     this.#waiting = null;
   }

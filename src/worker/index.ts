@@ -11,6 +11,7 @@ import { UpgradeLimiter } from "./upgrade-limit";
 import { deliverWebhooks } from "./webhooks";
 import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
 import { JOIN_HEADER, roomStub, type Join, type Room } from "../room/room";
+import { isNamespace } from "../room/namespace";
 import { shardName } from "../room/shards";
 
 const upgrades = new UpgradeLimiter();
@@ -39,7 +40,12 @@ export interface RoomsOptions {
    * `/rt/health` and the rest; `""` (the default) serves them at the root.
    */
   path?: string;
-  /** Settings over the env vars of the same names (config.ts); the rooms of this script read them too. */
+  /**
+   * Settings over the env vars of the same names (config.ts), checked now; the rooms of this
+   * script read them too, so call createRooms once, at the module's top level (a room's object,
+   * often in another isolate, reads them from its own copy of the module). Not DEV_TOKENS (the
+   * local dev script's), and secrets belong in `wrangler secret put`, not in code.
+   */
   config?: ConfigOverrides;
 }
 
@@ -86,8 +92,8 @@ async function route(request: Request, env: object, binding: string, prefix: str
     throw err;
   }
   if (path === "/dev/token") return config.DEV_TOKENS ? mintDevToken(url, config) : null;
-  const rooms = (env as Record<string, unknown>)[binding] as DurableObjectNamespace<Room> | undefined;
-  if (typeof rooms?.idFromName !== "function") {
+  const rooms = (env as Record<string, unknown>)[binding];
+  if (!isNamespace(rooms)) {
     return errorResponse(failure("misconfigured", `no Durable Object binding ${binding} in wrangler.toml (createRooms' room)`));
   }
 
@@ -99,7 +105,7 @@ async function route(request: Request, env: object, binding: string, prefix: str
   }
   const room = decodeRoom(match[1]!);
   const target = action === "message" ? match[2]!.slice("messages/".length) : "";
-  const outcome = await handleRoom(request, rooms, config, url, room, action, target);
+  const outcome = await handleRoom(request, rooms as unknown as DurableObjectNamespace<Room>, config, url, room, action, target);
   const response = outcome instanceof Response ? outcome : errorResponse(outcome);
   // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
   return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
@@ -116,7 +122,8 @@ async function handleRoom(
   target: string,
 ): Promise<Response | Failure> {
   // The order of checks is part of the contract: 429, 400, 426, 401, 403.
-  if (action === "ws") {
+  // The probe counts as an attempt: it runs the same checks, onJoin included, and follows a failed upgrade.
+  if (action === "ws" || action === "join") {
     const ip = request.headers.get("cf-connecting-ip") ?? "unknown";
     if (!upgrades.allow(ip, config.UPGRADE_LIMIT)) {
       return failure("rate_limited", `more than ${config.UPGRADE_LIMIT} upgrade attempts in 10 s`);

@@ -155,6 +155,73 @@ describe("onPublish", () => {
     expect(messages(alice)).toHaveLength(1);
   });
 
+  it("refuses with internal a hook that never answers, once HOOK_TIMEOUT_MS (500 here) has passed, and the publishes behind it go on", async () => {
+    const room = "hang";
+    const alice = await join(room, "alice");
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const sent = Date.now();
+      alice.send({ type: "publish", id: "h", data: { hang: true } });
+      alice.send({ type: "publish", id: "after", data: { n: 1 } });
+      expect(await alice.next("error", (e) => e.id === "h", 5000)).toMatchObject({ code: "internal" });
+      expect(Date.now() - sent).toBeGreaterThanOrEqual(450);
+      expect((await alice.next("message", (m) => m.id === "after")).seq).toBe(1);
+      expect(String(errors.mock.calls[0]?.[1])).toContain("no answer within 500 ms");
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("keeps deciding after a bad answer that does not even serialize, given while others wait behind a pending one", async () => {
+    const room = "bigint";
+    const alice = await join(room, "alice");
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      alice.send({ type: "publish", id: "1", data: { n: 1, wait: 100 } });
+      alice.send({ type: "publish", id: "2", data: { bigint: true } });
+      alice.send({ type: "publish", id: "3", data: { n: 3 } });
+      alice.send({ type: "publish", id: "4", data: { bigint: true } });
+      await alice.next("message", (m) => m.id === "3");
+      // With nothing pending, the same bad answer is refused at once, and the room goes on.
+      alice.send({ type: "publish", id: "5", data: { n: 5 } });
+      await alice.next("message", (m) => m.id === "5");
+      for (const id of ["2", "4"]) expect((await alice.next("error", (e) => e.id === id)).code).toBe("internal");
+      expect(messages(alice).map((m) => [m.seq, m.id])).toEqual([
+        [1, "1"],
+        [2, "3"],
+        [3, "5"],
+      ]);
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("refuses the pending publishes of a user banned while their decision waited: nothing stored, nobody sees them", async () => {
+    const room = "ban-pending";
+    const alice = await join(room, "alice");
+    const bob = await join(room, "bob");
+    alice.send({ type: "publish", id: "1", data: { n: 1, wait: 200 } });
+    alice.send({ type: "publish", id: "2", data: { n: 2 } });
+    await vi.waitFor(async () => expect((await logOf(room)).filter((c) => c.hook === "publish")).toHaveLength(1), { timeout: 3000 });
+    expect((await http("POST", `/rooms/${room}/kick`, "admin", room, { user: "alice", banSec: 60 })).status).toBe(200);
+    // Both decided (the second at once, after the first's 200 ms): then nothing may have been stored.
+    await vi.waitFor(async () => expect((await logOf(room)).filter((c) => c.hook === "publish")).toHaveLength(2), { timeout: 3000 });
+    expect(await historyOf(room)).toEqual([]);
+    bob.send({ type: "publish", id: "b", data: { n: 3 } });
+    expect((await bob.next("message", (m) => m.id === "b")).seq).toBe(1);
+    expect(messages(bob)).toHaveLength(1);
+  });
+
+  it("publishes once for two HTTP publishes with one Idempotency-Key that arrive while the first is being decided", async () => {
+    const room = "key-pending";
+    const post = () => http("POST", `/rooms/${room}/messages`, "alice", room, { data: { n: 1, wait: 150 } }, { "idempotency-key": "same" });
+    const [a, b] = await Promise.all([post(), post()]);
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(b.body.seq).toBe(a.body.seq);
+    expect((await historyOf(room)).map((m) => m.seq)).toEqual([1]);
+    expect((await logOf(room)).filter((c) => c.hook === "publish")).toHaveLength(1);
+  });
+
   it("keeps arrival order while an async decision is pending: later publishes wait behind it", async () => {
     const room = "order";
     const alice = await join(room, "alice");
@@ -185,6 +252,9 @@ describe("onJoin", () => {
       body: { error: { code: "rejected", message: "blocked users stay out" } },
     });
     expect(await http("GET", `/rooms/${room}/join`, "alice", room)).toEqual({ status: 200, body: { ok: true } });
+    // The probe checks what the upgrade checks, in its order: the origin before the hook.
+    const foreign = await http("GET", `/rooms/${room}/join`, "alice", room, undefined, { origin: "https://evil.example" });
+    expect([foreign.status, (foreign.body.error as { code: string }).code]).toEqual([403, "forbidden"]);
     const alice = await join(room, "slow-alice");
     expect((await alice.next("welcome")).user.id).toBe("slow-alice");
     expect((await logOf(room)).filter((c) => c.hook === "join").map((c) => [c.user, c.probe])).toEqual([
@@ -211,6 +281,8 @@ describe("onJoin", () => {
     const kicked = await http("POST", `/rooms/${room}/kick`, "admin", room, { user: "mallory", banSec: 60 });
     expect(kicked.status).toBe(200);
     await expectFailure(await upgrade(room, { token: await tokenFor("mallory", room), base: BASE }), 403, "banned");
+    const probe = await http("GET", `/rooms/${room}/join`, "mallory", room);
+    expect([probe.status, (probe.body.error as { code: string }).code]).toEqual([403, "banned"]);
     expect((await logOf(room)).filter((c) => c.hook === "join")).toEqual([]);
   });
 });

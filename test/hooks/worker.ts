@@ -36,6 +36,10 @@ interface Payload {
   junk?: boolean;
   /** rewrite into a payload this many characters long */
   grow?: number;
+  /** answer a non-decision that does not even serialize */
+  bigint?: boolean;
+  /** never answer */
+  hang?: boolean;
 }
 
 export class HookedRoom extends Room<HooksEnv> {
@@ -48,13 +52,17 @@ export class HookedRoom extends Room<HooksEnv> {
   override onPublish({ room, data, from, via }: PublishEvent): PublishDecision | Promise<PublishDecision> {
     this.#calls.push({ hook: "publish", user: from.id, room, via });
     const p = data as Payload;
-    if (p.fail) throw new Error("the hook's own bug");
-    if (p.junk) return { nonsense: true } as unknown as PublishDecision;
-    if (typeof p.text === "string" && p.text.includes("spam")) return { reject: "no spam here" };
-    if (p.keep) return undefined;
-    if (p.grow) return { data: { text: "x".repeat(p.grow) } };
-    const rewrite = { data: { ...p, checked: via } };
-    return p.wait ? scheduler.wait(p.wait).then(() => rewrite) : rewrite;
+    if (p.hang) return new Promise<never>(() => {});
+    const decide = (): PublishDecision => {
+      if (p.fail) throw new Error("the hook's own bug");
+      if (p.junk) return { nonsense: true } as unknown as PublishDecision;
+      if (p.bigint) return { nonsense: 1n } as unknown as PublishDecision;
+      if (typeof p.text === "string" && p.text.includes("spam")) return { reject: "no spam here" };
+      if (p.keep) return undefined;
+      if (p.grow) return { data: { text: "x".repeat(p.grow) } };
+      return { data: { ...p, checked: via } };
+    };
+    return p.wait ? scheduler.wait(p.wait).then(decide) : decide();
   }
 
   override async onJoin({ room, user, probe }: JoinEvent): Promise<JoinDecision> {
