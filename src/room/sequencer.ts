@@ -85,7 +85,7 @@ export class Sequencer {
     const verdict = this.#decide(from, data, via);
     if (!(verdict instanceof Promise)) return this.#apply(verdict, from, via, id);
     this.#waiting = [];
-    return this.#settle(verdict, from, via, id).finally(() => void this.#drain());
+    return this.#settle(verdict, from, via, id).finally(() => this.#drainSoon());
   }
 
   /** The hook's decision about one publish, checked (hooks.ts): never a throw. */
@@ -115,6 +115,11 @@ export class Sequencer {
       console.error("edgerooms: a publish failed to store:", err);
       return failure("internal", "the publish could not be stored; try again");
     }
+  }
+
+  /** Starts the drain without holding up the first publish's answer (#settle catches every failure, so it cannot fail). */
+  #drainSoon(): void {
+    this.#drain().catch((err: unknown) => console.error("edgerooms: the publish queue failed:", err));
   }
 
   /** The publishes that waited behind a decision, decided one at a time in their order. */
