@@ -1,6 +1,6 @@
 // Cross-origin reads of the HTTP room routes, so a browser app served from another origin can
 // page history, read presence, publish, and tell a 401/403 from an outage (the SDK probes
-// /presence after a refused handshake, which browsers do not otherwise explain). CORS is not
+// /rooms/:room/join after a refused handshake, which browsers do not otherwise explain). CORS is not
 // auth: every route still needs its token; it only lets an allowed page read the answer.
 import type { Config } from "../config";
 
