@@ -100,7 +100,7 @@ export function publishVerdict(room: string, data: unknown, decision: unknown, m
 }
 
 /** `onJoin`'s decision, checked like `onPublish`'s: null admits. */
-export function joinVerdict(room: string, decision: unknown): Failure | null {
+function joinVerdict(room: string, decision: unknown): Failure | null {
   if (decision === undefined || decision === null) return null;
   if (typeof decision === "object" && "reject" in decision) {
     const reason = decision.reject;
@@ -145,7 +145,7 @@ function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
   });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, deadline]).finally(() => timer !== undefined && clearTimeout(timer));
 }
 
 /** A hook's answer in a log line, whatever it is (a BigInt or a cycle does not serialize). */
@@ -173,4 +173,32 @@ export function reservedOverrides(room: object, base: object, allowed: ReadonlyS
     for (const name of reserved) if (Object.prototype.hasOwnProperty.call(proto, name)) clashes.push(name);
   }
   return clashes;
+}
+
+/** `onJoin`'s answer about `user`, checked: null admits. It gets copies, so what it does to them cannot reach the admitted socket (a giant room's root gets copies too). */
+export function askJoin(
+  hooks: RoomHooks,
+  room: string,
+  user: UserRef,
+  caps: readonly Capability[],
+  probe: boolean,
+  timeoutMs: number,
+): Awaitable<Failure | null> {
+  return callHook(
+    () => hooks.onJoin!({ room, user: { ...user }, capabilities: Object.freeze([...caps]), probe }),
+    (decision) => joinVerdict(room, decision),
+    (err) => hookBug(room, "onJoin", err),
+    timeoutMs,
+  );
+}
+
+/** Tells `onLeave`; what it does is only logged if it fails. Returns its promise, if it has one, for the room to wait on. */
+export function tellLeave(hooks: RoomHooks, room: string, user: UserRef, timeoutMs: number): Promise<void> | undefined {
+  const done = callHook(
+    () => hooks.onLeave!({ room, user }),
+    () => undefined,
+    (err) => void hookBug(room, "onLeave", err),
+    timeoutMs,
+  );
+  return done instanceof Promise ? done : undefined;
 }

@@ -33,9 +33,8 @@ import type { Ban } from "./bans";
 import { answerClose, Connections, type Frames, type Join, type Membership } from "./connections";
 import { closeReason, RoomContext } from "./context";
 import {
-  callHook,
-  hookBug,
-  joinVerdict,
+  askJoin,
+  tellLeave,
   type Awaitable,
   type JoinDecision,
   type JoinEvent,
@@ -48,6 +47,7 @@ import {
 import { ownNamespace } from "./namespace";
 import type { RateLimited } from "./rate-limit";
 import { ResumeTokens } from "./resume-token";
+import type { Session } from "./session";
 import { Root } from "./root";
 import { Roster } from "./roster";
 import { Sequencer } from "./sequencer";
@@ -210,28 +210,14 @@ export class Room<E extends object = RoomEnv> extends DurableObject<E> implement
   #admission(user: UserRef, caps: Capability[], probe: boolean): Failure | null | Promise<Failure | null> {
     const banned = this.#room.banned(user.id);
     if (banned || !this.onJoin) return banned;
-    const room = this.#name!;
-    return callHook(
-      // Copies: what the hook does to them must not reach the admitted socket (a giant room's root gets copies too).
-      () => this.onJoin!({ room, user: { ...user }, capabilities: Object.freeze([...caps]), probe }),
-      (decision) => joinVerdict(room, decision),
-      (err) => hookBug(room, "onJoin", err),
-      this.#room.config.HOOK_TIMEOUT_MS,
-    );
+    return askJoin(this, this.#name!, user, caps, probe, this.#room.config.HOOK_TIMEOUT_MS);
   }
 
   /** A user's last connection to the room has gone: told once, room-wide (a giant room's root tells it). */
   #left(user: UserRef): void {
     this.#roster.left(user);
-    if (!this.onLeave) return;
-    const room = this.#name!;
-    const done = callHook(
-      () => this.onLeave!({ room, user }),
-      () => undefined,
-      (err) => void hookBug(room, "onLeave", err),
-      this.#room.config.HOOK_TIMEOUT_MS,
-    );
-    if (done instanceof Promise) this.ctx.waitUntil(done);
+    const done = this.onLeave && tellLeave(this, this.#name!, user, this.#room.config.HOOK_TIMEOUT_MS);
+    if (done) this.ctx.waitUntil(done);
   }
 
   // ---- frames --------------------------------------------------------------------------
@@ -244,9 +230,11 @@ export class Room<E extends object = RoomEnv> extends DurableObject<E> implement
   readonly #frames: Frames = {
     publish: (session, frame) => {
       const outcome = this.#sequencer.publish(session.user, frame.data, "socket", frame.id);
-      const refused = (seq: number | Failure) => isFailure(seq) && this.#connections.reject(session, seq.code, seq.message, frame.id);
-      if (outcome instanceof Promise) outcome.then(refused).catch((err: unknown) => console.error("edgerooms: a refusal could not be told:", err));
-      else refused(outcome);
+      if (typeof outcome === "number") return; // stored: the echo answers it
+      if (!(outcome instanceof Promise)) return this.#refused(session, outcome, frame.id);
+      outcome
+        .then((decided) => typeof decided === "number" || this.#refused(session, decided, frame.id))
+        .catch((err: unknown) => console.error("edgerooms: a refusal could not be told:", err));
     },
     direct: (session, frame) => {
       const targets = [...this.#room.presence.sessionsOf(frame.to)];
@@ -265,6 +253,11 @@ export class Room<E extends object = RoomEnv> extends DurableObject<E> implement
       this.#room.delivery.send(session, historyText(frame.id, page));
     },
   };
+
+  /** A publish the room refused (its hook, a ban, a full wait queue), told to its socket as the frame's error. */
+  #refused(session: Session, why: Failure, id: string | undefined): void {
+    this.#connections.reject(session, why.code, why.message, id);
+  }
 
   /** A stored message, to this object's sockets and to a root's shards. */
   #fanOut(text: string, seq: number): void {
