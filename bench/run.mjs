@@ -14,7 +14,7 @@
 // Threads: the main thread coordinates; clients live on worker threads (client.mjs), which also
 // check every delivery. A room whose clients span threads learns completion through here, so
 // its publisher keeps at most `window` messages not yet received by every subscriber.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,6 +34,8 @@ const SMOKE = flag("--smoke");
 const THREADS = Number(option("--threads", 2));
 const OUT = option("--out", join(here, "results", SMOKE ? "smoke.json" : "latest.json"));
 const ONLY = option("--only", "")?.split(",").filter(Boolean) ?? [];
+/** `--server-log FILE`: wrangler dev's output appended there, for a run that fails inside the Worker. */
+const SERVER_LOG = option("--server-log", "");
 /**
  * Each scenario runs this many rounds, its targets interleaved (floor, room, unbatched, floor,
  * …), and every figure is the median over the rounds: one round of fan-out to 500 was seen to
@@ -582,7 +584,12 @@ async function main() {
   const persistTo = ON_DISK ? undefined : mkdtempSync("/dev/shm/edgerooms-bench-");
   const copy = snapshot();
   const { startDevServer } = await import(join(copy, "scripts", "devserver.mjs"));
-  server = await startDevServer({ vars: VARS, config: "bench/wrangler.toml", ...(persistTo ? { persistTo } : {}) });
+  server = await startDevServer({
+    vars: VARS,
+    config: "bench/wrangler.toml",
+    ...(persistTo ? { persistTo } : {}),
+    ...(SERVER_LOG ? { log: (line) => appendFileSync(SERVER_LOG, `${line}\n`) } : {}),
+  });
   findProcesses();
   log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")} (the Worker's: ${isolate})`);
   const results = {};
