@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench:profile -- <handshakes|joins|fanout|rooms> [--floor|--durable-floor]`: where the room's
+// `npm run bench:profile -- <handshakes|joins|fanout|rooms> [--floor|--durable-floor|--hooked]`: where the room's
 // time goes. Starts `wrangler dev`, puts one bench-shaped load on a room (or on a floor), and
 // records a CPU profile of the Worker's isolate through workerd's inspector for just that load.
 // Prints the functions with the most self time and the isolate's busy time per operation, and
@@ -7,7 +7,10 @@
 //
 // `rooms` is the bench's many small rooms: it also prints the latency each message took and, for
 // the room, its storage calls per publish (counted by bench/counted.ts's CountedRoom). `joins` is
-// their joins (1,000 into 200 fresh rooms), with the room's storage calls per join.
+// their joins (1,000 into 200 fresh rooms), with the room's storage calls per join. `--hooked`
+// profiles the room with an onPublish that accepts at once (bench/worker.ts HookedRoom) and prints
+// the time spent in the hook path (the hook, its call and its verdict, but not the store they lead
+// to) per publish: issue #21's cost, without the run-to-run noise of a throughput ratio.
 //
 // "(program)" is time in workerd's own code (sockets, the event loop); native calls made from
 // JavaScript (`send`, `fetch`, `setAlarm`) appear under their own names. The proxy process
@@ -21,14 +24,26 @@ import { newHistogram, now, openProfiler, publishFrame, quantile, record } from 
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
-const SCENARIO = argv.find((a) => !a.startsWith("--")) ?? "handshakes";
+const SCENARIO = argv.find((a, i) => !a.startsWith("--") && argv[i - 1] !== "--messages") ?? "handshakes";
 const FLOOR = argv.includes("--floor") ? "/floor" : argv.includes("--durable-floor") ? "/durable-floor" : null;
+const HOOKED = !FLOOR && argv.includes("--hooked");
 const JOINS = { n: 500, concurrency: 20 };
-const FANOUT = { subscribers: 500, messages: 400, window: 32, payloadBytes: 1024 };
+const messagesArg = argv.indexOf("--messages");
+/** `--messages N`: more publishes, for a finer reading of a small per-publish cost (the hook path's). */
+const FANOUT = { subscribers: 500, messages: messagesArg >= 0 ? Number(argv[messagesArg + 1]) : 400, window: 32, payloadBytes: 1024 };
+/**
+ * The hook path's frames (src/room/sequencer.ts and hooks.ts): a sample is the hook's when, going
+ * up its stack from the leaf, one of these comes before the store it leads to. `#apply` is left
+ * out: V8 inlines `#store` into it, so its self time is mostly the store's (seen: `count` and
+ * `flushDue` right under `#apply`), which the room without hooks pays too.
+ */
+const HOOK_FRAMES = new Set(["onPublish", "callHook", "#decide", "decide", "publishVerdict", "isPromise"]);
+const STORE_FRAMES = new Set(["#store", "store"]);
+
 /** As the bench's many small rooms (run.mjs), each publisher sending `messages`. */
 const ROOMS = { rooms: 200, perRoom: 5, messages: 150, window: 4, payloadBytes: 100 };
 if (!["handshakes", "joins", "fanout", "rooms"].includes(SCENARIO)) {
-  console.error("usage: npm run bench:profile -- <handshakes|joins|fanout|rooms> [--floor|--durable-floor]");
+  console.error("usage: npm run bench:profile -- <handshakes|joins|fanout|rooms> [--floor|--durable-floor|--hooked]");
   process.exit(2);
 }
 
@@ -43,7 +58,7 @@ const room = `profile-${Date.now().toString(36)}`;
 
 async function open(user, onFrame = () => {}, name = room) {
   // The room scenario's rooms count their storage calls (counted.ts).
-  const path = SCENARIO === "rooms" || SCENARIO === "joins" ? "/counted/rooms" : "/rooms";
+  const path = HOOKED ? "/hooked/rooms" : SCENARIO === "rooms" || SCENARIO === "joins" ? "/counted/rooms" : "/rooms";
   const url = FLOOR
     ? `${server.wsUrl}${FLOOR}/${name}/ws`
     : `${server.wsUrl}${path}/${name}/ws?token=${await server.token({ sub: user, rooms: { [`${room}*`]: ["*"] } })}`;
@@ -106,7 +121,7 @@ try {
       publisher.send(JSON.stringify({ type: "publish", data: payload }));
     }
     while (received < total) await new Promise((r) => setTimeout(r, 5));
-    operations = { count: total, what: "delivery" };
+    operations = { count: total, what: "delivery", publishes: FANOUT.messages };
   }
   const profile = await profiler.stop();
   report(profile, operations);
@@ -156,7 +171,7 @@ async function smallRooms() {
   console.log(
     `${Math.round(count / seconds)} deliveries/s; latency p50 ${quantile(hist, 0.5).toFixed(1)} ms, p99 ${quantile(hist, 0.99).toFixed(1)} ms, max ${hist.max.toFixed(1)} ms`,
   );
-  if (!FLOOR) {
+  if (!FLOOR && !HOOKED) {
     const ops = await storageOps();
     const per = (n) => (n / ops.messages).toFixed(3);
     console.log(
@@ -164,7 +179,7 @@ async function smallRooms() {
     );
     for (const [statement, n] of Object.entries(ops.statements).sort((a, b) => b[1] - a[1])) console.log(`  ${per(n)} × ${statement}`);
   }
-  return { count, what: "delivery" };
+  return { count, what: "delivery", publishes: rooms * messages };
 }
 
 /** The bench's many small rooms' joins: room by room, 50 at a time, each room's first join starting it. */
@@ -181,7 +196,7 @@ async function roomJoins() {
     (i) => `${room}-${Math.floor(i / perRoom)}`,
   );
   console.log(`${Math.round(n / ((now() - t0) / 1000))} joins/s`);
-  if (!FLOOR) {
+  if (!FLOOR && !HOOKED) {
     const ops = await storageOps();
     const per = (x) => (x / n).toFixed(3);
     console.log(`storage per join (${n} joins into ${rooms} new rooms): ${per(ops.writeEvents)} events that wrote, ${per(ops.setAlarm)} setAlarm`);
@@ -194,7 +209,24 @@ async function storageOps() {
   return (await fetch(`${server.url}/bench/storage-ops`)).json();
 }
 
-function report(profile, { count, what }) {
+function hookSamples(profile, nodes) {
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  let hook = 0;
+  for (const id of profile.samples) {
+    for (let at = id; at !== undefined; at = parent.get(at)) {
+      const name = nodes.get(at).callFrame.functionName;
+      if (STORE_FRAMES.has(name)) break;
+      if (HOOK_FRAMES.has(name)) {
+        hook++;
+        break;
+      }
+    }
+  }
+  return hook;
+}
+
+function report(profile, { count, what, publishes }) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
   let idle = 0;
@@ -209,9 +241,18 @@ function report(profile, { count, what }) {
   const spanMs = (profile.endTime - profile.startTime) / 1000;
   const busyMs = (spanMs * (samples - idle)) / samples;
   console.log(
-    `${SCENARIO} on the ${FLOOR ? FLOOR.slice(1) : "room"}: ${count} ${what === "delivery" ? "deliveries" : `${what}s`} in ${Math.round(spanMs)} ms`,
+    `${SCENARIO} on the ${FLOOR ? FLOOR.slice(1) : HOOKED ? "hooked room" : "room"}: ${count} ${what === "delivery" ? "deliveries" : `${what}s`} in ${Math.round(spanMs)} ms`,
   );
-  console.log(`isolate busy ${Math.round(busyMs)} ms = ${((busyMs * 1000) / count).toFixed(1)} µs per ${what}\n`);
+  console.log(`isolate busy ${Math.round(busyMs)} ms = ${((busyMs * 1000) / count).toFixed(1)} µs per ${what}`);
+  if (HOOKED && publishes) {
+    const hook = hookSamples(profile, nodes);
+    const hookMs = (spanMs * hook) / samples;
+    console.log(
+      `the hook path (onPublish, its call and verdict; not the store): ${hook} of ${samples - idle} busy samples ` +
+        `(${((100 * hook) / (samples - idle)).toFixed(2)}%) ≈ ${((hookMs * 1000) / publishes).toFixed(2)} µs per publish (${publishes} publishes)`,
+    );
+  }
+  console.log("");
   console.log("| self % of busy | function |\n|---:|---|");
   for (const [k, v] of [...self]
     .filter(([k]) => !k.startsWith("(idle)"))
@@ -219,7 +260,7 @@ function report(profile, { count, what }) {
     .slice(0, 25)) {
     console.log(`| ${((100 * v) / (samples - idle)).toFixed(1)} | ${k} |`);
   }
-  const out = join(here, "results", `profile-${SCENARIO}-${FLOOR ? FLOOR.slice(1) : "room"}.cpuprofile`);
+  const out = join(here, "results", `profile-${SCENARIO}-${FLOOR ? FLOOR.slice(1) : HOOKED ? "hooked" : "room"}.cpuprofile`);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(profile));
   console.log(`\nwrote ${out}`);

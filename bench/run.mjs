@@ -3,7 +3,9 @@
 // same load, same run; every figure beside the floor's and as a ratio, because only same-run
 // ratios mean anything on a shared 2-core machine. Many small rooms are also measured against the
 // durable floor (the floor plus a seq and one SQLite INSERT per message, floor.ts): what the room
-// costs beyond it is what the room adds. The browser scenario's clients offer permessage-deflate,
+// costs beyond it is what the room adds. Fan-out and window-1 latency also run the room with an
+// `onPublish` that answers at once (HookedRoom, worker.ts) beside the room itself: issue #21 lets
+// the hook path cost at most 5%. The browser scenario's clients offer permessage-deflate,
 // as browsers do, beside the room without it. `--smoke` is the seconds-long CI mode: it
 // exits non-zero when anything breaks (a lost or reordered message, a failed handshake). The giant
 // scenario sets a sharded room beside the same room unsharded instead, and splits CPU by profile
@@ -12,7 +14,7 @@
 // Threads: the main thread coordinates; clients live on worker threads (client.mjs), which also
 // check every delivery. A room whose clients span threads learns completion through here, so
 // its publisher keeps at most `window` messages not yet received by every subscriber.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +34,8 @@ const SMOKE = flag("--smoke");
 const THREADS = Number(option("--threads", 2));
 const OUT = option("--out", join(here, "results", SMOKE ? "smoke.json" : "latest.json"));
 const ONLY = option("--only", "")?.split(",").filter(Boolean) ?? [];
+/** `--server-log FILE`: wrangler dev's output appended there, for a run that fails inside the Worker. */
+const SERVER_LOG = option("--server-log", "");
 /**
  * Each scenario runs this many rounds, its targets interleaved (floor, room, unbatched, floor,
  * …), and every figure is the median over the rounds: one round of fan-out to 500 was seen to
@@ -352,6 +356,7 @@ async function handshakes(target) {
 }
 
 async function fanout(target) {
+  if (target.hook) await hookCalls();
   const out = {};
   const l = PLAN.latency;
   for (const f of PLAN.fanout) {
@@ -375,7 +380,18 @@ async function fanout(target) {
     );
     await closeRooms();
   }
+  if (target.hook) {
+    const published = Object.values(out).reduce((n, r) => n + r.messages, 0);
+    const calls = await hookCalls();
+    if (calls !== published) errors.push(`${target.label}: onPublish ran ${calls} times for ${published} publishes`);
+  }
   return out;
+}
+
+/** HookedRoom's onPublish calls since the last ask (bench/worker.ts). */
+async function hookCalls() {
+  const res = await fetch(`${server.url}/bench/hook-calls`);
+  return (await res.json()).calls;
 }
 
 async function manyRooms(target) {
@@ -530,6 +546,8 @@ const TARGETS = {
   durable: { kind: "floor", label: "durable floor", path: "/durable-floor" },
   room: { kind: "room", label: "room", path: "" },
   unbatched: { kind: "room", label: "room (unbatched)", path: "/unbatched" },
+  /** The room with the cheapest onPublish a user can write (HookedRoom, worker.ts): what the hook path costs (#21). */
+  hooked: { kind: "room", label: "room (onPublish)", path: "/hooked", hook: true },
 };
 /** The browser scenario's: both sides offered deflate, and the room without it for what deflate costs. */
 const BROWSER_TARGETS = [
@@ -543,6 +561,19 @@ const GIANT_TARGETS = [
   { ...TARGETS.room, label: `room, ${SHARDS} shards`, room: "giant", shards: SHARDS },
 ];
 
+/**
+ * A round's order of `runs` ([target, results] pairs). The room and the hooked room are judged on
+ * a 5% difference, less than the drift of this machine over the seconds between two targets, so
+ * they swap places every other round instead of the hooked room always running second: with an
+ * even number of rounds each runs first as often as the other.
+ */
+function inRoundOrder(runs, n) {
+  const a = runs.findIndex(([t]) => t === TARGETS.room);
+  const b = runs.findIndex(([t]) => t === TARGETS.hooked);
+  if (n % 2 === 0 && a >= 0 && b >= 0) [runs[a], runs[b]] = [runs[b], runs[a]];
+  return runs;
+}
+
 async function main() {
   const killer = setTimeout(() => {
     console.error(`bench: over its ${RUN_DEADLINE_MS / 1000} s budget; stopping`);
@@ -553,27 +584,34 @@ async function main() {
   const persistTo = ON_DISK ? undefined : mkdtempSync("/dev/shm/edgerooms-bench-");
   const copy = snapshot();
   const { startDevServer } = await import(join(copy, "scripts", "devserver.mjs"));
-  server = await startDevServer({ vars: VARS, config: "bench/wrangler.toml", ...(persistTo ? { persistTo } : {}) });
+  server = await startDevServer({
+    vars: VARS,
+    config: "bench/wrangler.toml",
+    ...(persistTo ? { persistTo } : {}),
+    ...(SERVER_LOG ? { log: (line) => appendFileSync(SERVER_LOG, `${line}\n`) } : {}),
+  });
   findProcesses();
   log(`wrangler pid ${server.pid()}, workerd pids ${pids.join(",")} (the Worker's: ${isolate})`);
   const results = {};
   const everyRound = {};
   const want = (s) => ONLY.length === 0 || ONLY.includes(s);
   const targets = [TARGETS.floor, TARGETS.room, TARGETS.unbatched];
+  /** Fan-out and window-1 latency also run the hooked room, judged against the room of the same rounds (#21). */
+  const fanoutTargets = [TARGETS.floor, TARGETS.room, TARGETS.hooked, TARGETS.unbatched];
   /** Small rooms are measured against both floors: the room's own cost is what it adds to the durable one. */
   const small = [TARGETS.floor, TARGETS.durable, TARGETS.room];
   try {
-    for (const target of [...targets, TARGETS.durable]) {
+    for (const target of [...targets, TARGETS.hooked, TARGETS.durable]) {
       log(`warm-up: ${target.label}`);
       await warmUp(target);
     }
     for (const [name, fn] of Object.entries({ handshakes, fanout, manyRooms, browser, giant })) {
       if (!want(name)) continue;
       if (name === "giant" && (ONLY.length === 0 || ONLY.length > 1)) await freshServer();
-      const of = { fanout: targets, manyRooms: small, browser: BROWSER_TARGETS, giant: GIANT_TARGETS }[name] ?? targets.slice(0, 2);
+      const of = { fanout: fanoutTargets, manyRooms: small, browser: BROWSER_TARGETS, giant: GIANT_TARGETS }[name] ?? targets.slice(0, 2);
       const runs = new Map(of.map((t) => [t, []]));
       for (roundNo = 1; roundNo <= ROUNDS; roundNo++) {
-        for (const [target, done] of runs) {
+        for (const [target, done] of inRoundOrder([...runs], roundNo)) {
           log(`${name} (round ${roundNo}/${ROUNDS}): ${target.label}`);
           done.push(await fn(target));
         }

@@ -7,6 +7,7 @@
 //   /counted/rooms/:room/ws    a Room whose storage calls are counted (counted.ts)
 //   /hooked/rooms/:room/ws     a Room whose onPublish accepts every publish at once: what a hook costs
 //   /bench/storage-ops         those counts so far (JSON), reset on each read
+//   /bench/hook-calls          HookedRoom's onPublish calls so far (JSON), reset on each read
 //   anything else              the production Worker
 import worker from "../src/index";
 import type { Env } from "../src/env";
@@ -25,9 +26,18 @@ export class UnbatchedRoom extends Room {
   }
 }
 
-/** The real room with the cheapest hook a user can write: the `hooked` target against `room`. */
+/**
+ * onPublish calls so far, read (and reset) at /bench/hook-calls: the bench checks that the hooked
+ * target's every publish went through the hook, so the target cannot quietly measure the plain
+ * room. Module state, like counted.ts's: under wrangler dev every object runs in this one isolate.
+ */
+let hookCalls = 0;
+
+/** The real room with about the cheapest hook a user can write (accept at once): the `hooked` target against `room`. */
 export class HookedRoom extends Room {
-  override onPublish(): void {}
+  override onPublish(): void {
+    hookCalls++;
+  }
 }
 
 type BenchEnv = Env & {
@@ -47,6 +57,11 @@ export default {
     if (url.pathname.startsWith("/floor/")) return env.FLOOR.get(env.FLOOR.idFromName(url.pathname)).fetch(request);
     if (url.pathname.startsWith("/durable-floor/")) return env.DURABLE_FLOOR.get(env.DURABLE_FLOOR.idFromName(url.pathname)).fetch(request);
     if (url.pathname === "/bench/storage-ops") return Response.json(takeOps());
+    if (url.pathname === "/bench/hook-calls") {
+      const calls = hookCalls;
+      hookCalls = 0;
+      return Response.json({ calls });
+    }
     for (const rooms of variants) {
       const answer = await rooms.fetch(request, env, ctx);
       if (answer) return answer;
