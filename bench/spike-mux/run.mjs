@@ -203,6 +203,11 @@ async function closeAll(sockets) {
   );
 }
 
+/** RPCs the push rooms sent since the last call (worker.ts counts them). */
+async function rpcCount() {
+  return (await (await fetch(`${server.url}/spike/rpcs`)).json()).rpcs;
+}
+
 /** One design's round: connect, publish MESSAGES per room, wait for every delivery, close. */
 async function deliveryRound(key, n) {
   const design = DESIGNS[key];
@@ -221,6 +226,7 @@ async function deliveryRound(key, n) {
     publishers.push(ws);
   });
   await sleep(1000); // the joins' presence traffic settles before the measured window
+  await rpcCount();
   const start = sample();
   const intervalMs = 1000 / RATE;
   let sent = 0;
@@ -237,6 +243,7 @@ async function deliveryRound(key, n) {
   await within(allIn, 30_000, "deliveries").catch(() => (timedOut = true));
   const end = sample();
   await sleep(500); // anything late (a duplicate) shows up in the counts below
+  const rpcs = await rpcCount();
   let lost = 0;
   let bad = 0;
   for (const c of clients) {
@@ -257,6 +264,7 @@ async function deliveryRound(key, n) {
     lost,
     duplicatesOrReordered: bad,
     timedOut,
+    rpcsPerDelivery: round(rpcs / delivered, 3),
     seconds: round(wall / 1000, 2),
     workerdUsPerDelivery: round(((end.workerd - start.workerd) * 1000) / delivered, 2),
     isolateUsPerDelivery: round(((end.isolate - start.isolate) * 1000) / delivered, 2),
@@ -333,6 +341,8 @@ async function main() {
         socketsPerClient: DESIGNS[key].mux ? 1 : PER_CLIENT,
         workerdUsPerDelivery: us,
         isolateUsPerDelivery: median(rs.map((r) => r.isolateUsPerDelivery)),
+        rpcsPerDelivery: median(rs.map((r) => r.rpcsPerDelivery)),
+        seconds: median(rs.map((r) => r.seconds)),
         vsBaseline: base ? round(us / baseUs, 2) : null,
         lost: rs.reduce((a, r) => a + r.lost, 0),
         duplicatesOrReordered: rs.reduce((a, r) => a + r.duplicatesOrReordered, 0),

@@ -30,6 +30,11 @@ type SpikeEnv = {
 } & Record<string, unknown>;
 
 const rooms = createRooms({ room: "ROOMS" });
+/**
+ * RPCs PushRoom has sent to connection objects so far, read (and reset) at /spike/rpcs. Module
+ * state: under wrangler dev every object runs in this one isolate.
+ */
+let rpcs = 0;
 const IDENTITY_HEADER = "x-spike-identity";
 
 export default {
@@ -49,6 +54,11 @@ export default {
       const ns = design === "c" ? env.RELAY : env.PUSHCONN;
       const stub = ns.get(ns.newUniqueId());
       return stub.fetch("https://conn.internal/connect", { headers: { upgrade: "websocket", [IDENTITY_HEADER]: JSON.stringify(identity) } });
+    }
+    if (url.pathname === "/spike/rpcs") {
+      const sent = rpcs;
+      rpcs = 0;
+      return Response.json({ rpcs: sent });
     }
     const push = /^\/push\/([^/]+)\/ws$/.exec(url.pathname)?.[1];
     if (push) return env.PUSH.get(env.PUSH.idFromName(push)).fetch(request);
@@ -257,12 +267,14 @@ export class PushRoom extends DurableObject<SpikeEnv> {
       return;
     }
     // One RPC per recipient per message, not awaited: calls on one stub arrive in order (E-order).
+    rpcs += subs.size;
     for (const stub of subs.values()) stub.deliver(this.#room, text).catch(() => {});
   }
 
   #flush(): void {
     const texts = this.#queued;
     this.#queued = [];
+    rpcs += this.#subs().size;
     for (const stub of this.#subs().values()) stub.deliverAll(this.#room, texts).catch(() => {});
   }
 
