@@ -94,7 +94,8 @@ export function publishVerdict(room: string, data: unknown, decision: unknown, m
     if (text.length > limit / 3 && utf8Length(text) > limit) {
       return hookBug(room, "onPublish", `returned data of more than ${limit} bytes`);
     }
-    return { data: JSON.parse(text) as unknown };
+    // Serialized here only to check it: the store and the webhook serialize it again in this turn.
+    return { data: next };
   }
   return hookBug(room, "onPublish", `returned ${describe(decision)}; expected nothing, { data } or { reject }`);
 }

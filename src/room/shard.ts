@@ -214,9 +214,10 @@ export class Shard implements Frames, Membership {
 
   /**
    * Sends a frame's work to the root and hands its answer to `then`. A failed call is answered as
-   * the frame's `internal` error, and so is a refusal of the root's hook (`rejected`, or
-   * `internal` for its bug). A root that refuses the user as banned means this shard missed
-   * the ban: the socket is closed as a kick would have, and the shard resyncs its bans.
+   * the frame's `internal` error; any other refusal (the root's hook: `rejected`, or `internal`
+   * for its bug; a full wait queue: `rate_limited`) as the frame's error with its own code. A
+   * root that refuses the user as banned means this shard missed the ban: the socket is closed
+   * as a kick would have, and the shard resyncs its bans.
    */
   #viaRoot<T>(
     session: Session,
