@@ -2,31 +2,20 @@
 // the root, whichever shard holds the socket, and each decision reaches the socket on its shard.
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import type { Capability, MessageFrame } from "../../src/protocol";
-import { JOIN_HEADER, type Join } from "../../src/room/room";
+import type { MessageFrame } from "../../src/protocol";
 import { expectFailure } from "../support/edge";
-import { socketOf, upgrade, type TestSocket } from "../support/socket";
+import { SHARDS, onShard as onShardOf, upgradeOn as upgradeOnShard } from "../support/shards";
+import { upgrade, type TestSocket } from "../support/socket";
 import { tokenFor } from "../support/tokens";
 import type { HookCall, HooksEnv } from "./worker";
 
-const SHARDS = 4;
 const chat = (env as unknown as HooksEnv).CHAT;
 const objectOf = (name: string) => chat.get(chat.idFromName(name));
 const logOf = (name: string): Promise<HookCall[]> => objectOf(name).hookLog();
 const shardLogs = async (room: string) => (await Promise.all([...Array(SHARDS).keys()].map((i) => logOf(`${room}#${i}`)))).flat();
 
-/** An upgrade onto shard `index`, as the Worker sends it after auth (the Worker picks shards at random). */
-function upgradeOn(room: string, index: number, uid: string): Promise<Response> {
-  const caps: Capability[] = ["subscribe", "publish", "history"];
-  const join: Join = { room, user: { id: uid, name: uid }, caps, exp: Math.floor(Date.now() / 1000) + 3600, shard: { index, count: SHARDS } };
-  return objectOf(`${room}#${index}`).fetch("https://room.internal/ws", { headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(join) } });
-}
-
-async function onShard(room: string, index: number, uid: string): Promise<TestSocket> {
-  const s = await socketOf(await upgradeOn(room, index, uid));
-  await s.next("welcome");
-  return s;
-}
+const upgradeOn = (room: string, index: number, uid: string) => upgradeOnShard(room, index, uid, {}, chat);
+const onShard = (room: string, index: number, uid: string) => onShardOf(room, index, uid, {}, chat);
 
 const messages = (s: TestSocket) => s.frames.filter((f): f is MessageFrame => f.type === "message");
 

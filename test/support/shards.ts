@@ -9,8 +9,14 @@ export const SHARDS = 4; // SHARDED_ROOMS has "giant-*:4" in this project
 export const rootOf = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(room));
 export const shardOf = (room: string, i: number) => env.ROOMS.get(env.ROOMS.idFromName(`${room}#${i}`));
 
+/** What placing a socket needs of a Room class's binding: the server's ROOMS, or a user's subclass (the hooks project's CHAT). */
+export interface Rooms {
+  idFromName(name: string): DurableObjectId;
+  get(id: DurableObjectId): { fetch(url: string, init: RequestInit): Promise<Response> };
+}
+
 /** An upgrade onto shard `index`, carrying what the Worker sends after auth (the Worker itself picks a shard at random). */
-export function upgradeOn(room: string, index: number, uid: string, extra: Partial<Join> = {}): Promise<Response> {
+export function upgradeOn(room: string, index: number, uid: string, extra: Partial<Join> = {}, rooms: Rooms = env.ROOMS): Promise<Response> {
   const caps: Capability[] = ["subscribe", "publish", "history"];
   const join: Join = {
     room,
@@ -20,11 +26,13 @@ export function upgradeOn(room: string, index: number, uid: string, extra: Parti
     ...extra,
     shard: { index, count: SHARDS },
   };
-  return shardOf(room, index).fetch("https://room.internal/ws", { headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(join) } });
+  return rooms
+    .get(rooms.idFromName(`${room}#${index}`))
+    .fetch("https://room.internal/ws", { headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(join) } });
 }
 
-export async function onShard(room: string, index: number, uid: string, extra: Partial<Join> = {}): Promise<TestSocket> {
-  const s = await socketOf(await upgradeOn(room, index, uid, extra));
+export async function onShard(room: string, index: number, uid: string, extra: Partial<Join> = {}, rooms: Rooms = env.ROOMS): Promise<TestSocket> {
+  const s = await socketOf(await upgradeOn(room, index, uid, extra, rooms));
   await s.next("welcome");
   return s;
 }
