@@ -58,6 +58,8 @@ const ROOM_VARS = {
   // history fixtures (test/support/http.ts fill) post from one sender.
   PUBLISH_RATE_PER_SEC: "2",
   PUBLISH_BURST: "150",
+  // Above the 30 rooms of the connection tests, low enough that one test can pass it.
+  MAX_ROOMS_PER_CONNECTION: "32",
 };
 
 /** Where the webhooks project's events go: the outbound handler below stands in for the customer's backend. */

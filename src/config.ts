@@ -59,6 +59,14 @@ export const ConfigSchema = z
     PRESENCE_LIMIT: int(1000, 1, 1_000_000),
     /** Seconds of silence (not even `ping`) after which a socket is closed with 4408. Default 90. */
     IDLE_TIMEOUT_SEC: int(90, 1, 86_400),
+    /** Rooms one connection (GET /connect) may hold at once; the next subscribe is refused `too_many_rooms`. Default 100. */
+    MAX_ROOMS_PER_CONNECTION: int(100, 1, 10_000),
+    /**
+     * Frames a connection (GET /connect) relays, both ways, before the Worker closes it with 1012
+     * so the client resumes on a fresh request: the Worker holds the socket as one request, whose
+     * CPU budget is not topped up per message (docs/architecture.md). Default 1000000.
+     */
+    MAX_FRAMES_PER_CONNECTION: int(1_000_000, 100, 100_000_000),
     /** Milliseconds a Room subclass's hook may take before what it decides is refused as `internal` (room/hooks.ts). Default 10000. */
     HOOK_TIMEOUT_MS: int(10_000, 1, 60_000),
     /**

@@ -16,6 +16,8 @@ export const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   too_large: 413,
   rejected: 422,
+  // Only ever a subscription's refusal on /connect, never an HTTP answer.
+  too_many_rooms: 409,
   upgrade_required: 426,
   rate_limited: 429,
   internal: 500,

@@ -25,6 +25,8 @@ export const ErrorCode = z.enum([
   "banned",
   /** the room's own code (a `Room` subclass's onPublish or onJoin hook) refused it; the message says why */
   "rejected",
+  /** a connection (GET /connect) already holds MAX_ROOMS_PER_CONNECTION rooms: this subscribe is refused */
+  "too_many_rooms",
   "auth_not_configured",
   "auth_unavailable",
   "misconfigured",
@@ -242,6 +244,56 @@ export type PresenceUserFrame = z.infer<typeof PresenceUserFrame>;
 export type HistoryPageFrame = z.infer<typeof HistoryPageFrame>;
 export type DeleteFrame = z.infer<typeof DeleteFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
+
+// ---- one connection, many rooms (GET /connect, worker/connect.ts) ---------------------
+
+/** A subscription's id, chosen by the client, unique on its connection: frames of an old one are told apart from a new one's. */
+export const SubId = z.number().int().min(1).max(2_147_483_647);
+/** Joins `room` over the connection, from a position as a direct socket's `?since=&epoch=&resume=` gives it. */
+export const SubscribeFrame = z.object({
+  type: z.literal("subscribe"),
+  sub: SubId,
+  room: z.string(),
+  since: Seq.optional(),
+  epoch: z.string().optional(),
+  resume: z.string().optional(),
+});
+/** Leaves the subscription's room: its socket to the room closes, the other rooms go on. */
+export const UnsubscribeFrame = z.object({ type: z.literal("unsubscribe"), sub: SubId });
+/** What a client sends on /connect besides `ping` and room envelopes; `refresh` renews the token of every room at once. */
+export const ConnectionFrame = z.discriminatedUnion("type", [SubscribeFrame, UnsubscribeFrame, RefreshFrame]);
+export type ConnectionFrame = z.infer<typeof ConnectionFrame>;
+/**
+ * A room's frame on the connection, both ways: `data` is a client frame of that room's (client
+ * → server) or the room's message, a frame or a batch (server → client). The server writes it as
+ * exactly `{"sub":<id>,"data":<the room's text>}`, so a client may cut the room's text out unparsed.
+ */
+export const RoomEnvelope = z.object({ sub: SubId, data: z.unknown() });
+/** The connection is up: who it is, until when, and how many rooms it may hold. */
+export const ConnectedFrame = z.object({
+  type: z.literal("connected"),
+  user: UserRef,
+  exp: z.number().optional(),
+  maxRooms: z.number().int().positive(),
+});
+/**
+ * A subscription ended: refused (`code` and `message`, nothing joined), closed by its room
+ * (`close` and `reason`, as a direct socket's close event), or left (neither).
+ */
+export const UnsubscribedFrame = z.object({
+  type: z.literal("unsubscribed"),
+  sub: SubId,
+  room: z.string(),
+  code: ErrorCode.optional(),
+  message: z.string().optional(),
+  close: z.number().int().optional(),
+  reason: z.string().optional(),
+});
+/** What the server sends on /connect besides `pong` and room envelopes (`ack` answers a connection's `refresh`). */
+export const ConnectionServerFrame = z.discriminatedUnion("type", [ConnectedFrame, UnsubscribedFrame, AckFrame, ErrorFrame]);
+export type ConnectionServerFrame = z.infer<typeof ConnectionServerFrame>;
+export type ConnectedFrame = z.infer<typeof ConnectedFrame>;
+export type UnsubscribedFrame = z.infer<typeof UnsubscribedFrame>;
 
 // ---- HTTP --------------------------------------------------------------------------------
 

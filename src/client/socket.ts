@@ -12,6 +12,19 @@ export interface WebSocketLike {
   addEventListener(type: "open" | "message" | "close" | "error", listener: (event: any) => void): void;
 }
 
+/**
+ * A socket's close event as the SDK reads it. A custom socket (a Connection's subscriptions are
+ * such sockets) may add `refusal`: the room refused this client for good, ending it with that
+ * error; or `resubscribe`: the transport under it dropped and paces its own return, so the client
+ * reconnects at once instead of after its backoff.
+ */
+export interface SocketClose {
+  code?: number;
+  reason?: string;
+  refusal?: { code: ErrorCode; message: string };
+  resubscribe?: boolean;
+}
+
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 /** Opens a socket to `url`. May resolve with a socket that is already open (readyState 1). */
 export type SocketFactory = (url: string) => WebSocketLike | Promise<WebSocketLike>;

@@ -1,18 +1,18 @@
 // The Worker's side of the rooms, as createRooms mounts it in any Worker: answers /health,
 // authenticates every room request, and routes it to the room's Durable Object; every other path
 // is left to the Worker around it. Nothing reaches a room unless auth passed.
-import { capabilitiesFor, tokenFrom, verifyToken, type Identity } from "../auth";
-import { ConfigError, loadConfig, overrideConfig, shardsFor, type Config, type ConfigOverrides } from "../config";
+import { capabilitiesFor, tokenFrom, verifyToken } from "../auth";
+import { ConfigError, loadConfig, overrideConfig, type Config, type ConfigOverrides } from "../config";
+import { acceptConnection } from "./connect";
 import { originAllowed, preflight, withCors } from "./cors";
 import { mintDevToken } from "./devtoken";
 import { errorResponse, failure, isFailure, joinRefusal, json, type Failure } from "../http";
 import { HistoryQuery, IdempotencyKey, KickBody, MessageSeq, PublishBody, ROOM_NAME, type Capability } from "../protocol";
 import { UpgradeLimiter } from "./upgrade-limit";
 import { deliverWebhooks } from "./webhooks";
-import { MAX_RESUME_TOKEN_LENGTH } from "../room/resume-token";
-import { JOIN_HEADER, roomStub, type Join, type Room } from "../room/room";
+import { joinRoom } from "./join";
+import { roomStub, type Room } from "../room/room";
 import { isNamespace } from "../room/namespace";
-import { shardName } from "../room/shards";
 
 const upgrades = new UpgradeLimiter();
 // `/rooms/:room/<action>`, or `/rooms/:room/messages/:seq` (the `message` action: one message).
@@ -82,7 +82,7 @@ async function route(request: Request, env: object, binding: string, prefix: str
   if (path === null) return null;
   if (path === "/health") return json({ ok: true });
   // Paths that are not the rooms' belong to the Worker around them, even while the rooms are misconfigured.
-  if (path !== "/dev/token" && !path.startsWith("/rooms/")) return null;
+  if (path !== "/dev/token" && path !== "/connect" && !path.startsWith("/rooms/")) return null;
 
   let config: Config;
   try {
@@ -97,6 +97,12 @@ async function route(request: Request, env: object, binding: string, prefix: str
     return errorResponse(failure("misconfigured", `no Durable Object binding ${binding} in wrangler.toml (createRooms' room)`));
   }
 
+  const typed = rooms as unknown as DurableObjectNamespace<Room>;
+  if (path === "/connect") {
+    if (request.method !== "GET") return errorResponse(failure("not_found", `no route for ${request.method} ${url.pathname}`));
+    const outcome = await handleConnect(request, typed, config, url);
+    return outcome instanceof Response ? outcome : withCors(errorResponse(outcome), request, config);
+  }
   const match = ROUTE.exec(path);
   const action = (match?.[2]?.startsWith("messages/") ? "message" : match?.[2]) as Action | undefined;
   if (match && action !== "ws" && request.method === "OPTIONS") return preflight(request, config);
@@ -105,10 +111,28 @@ async function route(request: Request, env: object, binding: string, prefix: str
   }
   const room = decodeRoom(match[1]!);
   const target = action === "message" ? match[2]!.slice("messages/".length) : "";
-  const outcome = await handleRoom(request, rooms as unknown as DurableObjectNamespace<Room>, config, url, room, action, target);
+  const outcome = await handleRoom(request, typed, config, url, room, action, target);
   const response = outcome instanceof Response ? outcome : errorResponse(outcome);
   // A 101 carries a socket and has immutable headers; browsers do not apply CORS to upgrades.
   return action === "ws" && response.status === 101 ? response : withCors(response, request, config);
+}
+
+/**
+ * GET /connect, one socket for many rooms (connect.ts): the token authenticates the user once,
+ * each subscribe is checked against its `rooms` claim. Checks in the order 429, 401, 403, 426:
+ * without an upgrade it is the handshake's plain-HTTP twin, so a browser's SDK can read why an
+ * upgrade failed, and answers 426 once everything else passed.
+ */
+async function handleConnect(request: Request, rooms: DurableObjectNamespace<Room>, config: Config, url: URL): Promise<Response | Failure> {
+  const ip = request.headers.get("cf-connecting-ip") ?? "unknown";
+  if (!upgrades.allow(ip, config.UPGRADE_LIMIT)) return failure("rate_limited", `more than ${config.UPGRADE_LIMIT} upgrade attempts in 10 s`);
+  const token = tokenFrom(request, url);
+  const identity = await verifyToken(token, config);
+  if (isFailure(identity)) return identity;
+  const origin = request.headers.get("origin");
+  if (origin !== null && !originAllowed(origin, config)) return failure("forbidden", `origin ${origin} is not allowed`);
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return failure("upgrade_required", "this route needs Upgrade: websocket");
+  return acceptConnection(rooms, config, identity, token!);
 }
 
 async function handleRoom(
@@ -148,15 +172,9 @@ async function handleRoom(
   const stub = roomStub(rooms, room);
   const user = { id: identity.id, name: identity.name };
   switch (action) {
-    case "ws": {
-      // A sharded room's sockets go to its shards, spread at random (shards.ts); its HTTP routes to
-      // the root, like any room's.
-      const shards = shardsFor(config, room);
-      if (shards < 2) return join(stub, url, room, identity, caps);
-      const index = Math.floor(Math.random() * shards);
-      const shard = roomStub(rooms, shardName(room, index));
-      return join(shard, url, room, identity, caps, { index, count: shards });
-    }
+    case "ws":
+      // A sharded room's sockets go to its shards (join.ts); its HTTP routes to the root, like any room's.
+      return joinRoom(rooms, config, room, identity, caps, nonEmptyParams(url, ["since", "epoch", "resume"]));
     case "join": {
       // The SDK's handshake probe: the upgrade's checks, asked of the room (a giant room's root)
       // with no socket, so a refusal the upgrade's status hid can be read.
@@ -201,41 +219,6 @@ async function handleRoom(
 /** A room's answer to an HTTP route: its result as 200 JSON, or its failure (a ban) as the error answer. */
 function answer(result: unknown): Response | Failure {
   return isFailure(result) ? result : json(result);
-}
-
-async function join(
-  stub: DurableObjectStub<Room>,
-  url: URL,
-  room: string,
-  identity: Identity,
-  caps: Set<Capability>,
-  shard?: Join["shard"],
-): Promise<Response | Failure> {
-  const params = nonEmptyParams(url, ["since", "epoch", "resume"]);
-  let since: number | undefined;
-  if (params.since !== undefined) {
-    since = Number(params.since);
-    if (!Number.isSafeInteger(since) || since < 0) return failure("bad_request", "since must be a non-negative integer");
-  }
-  if (params.resume !== undefined && params.resume.length > MAX_RESUME_TOKEN_LENGTH) {
-    return failure("bad_request", `resume must be at most ${MAX_RESUME_TOKEN_LENGTH} characters (the welcome's resume token)`);
-  }
-  const payload: Join = {
-    room,
-    user: { id: identity.id, name: identity.name },
-    caps: [...caps],
-    exp: identity.exp,
-    ...(since === undefined ? {} : { since }),
-    ...(params.epoch === undefined ? {} : { epoch: params.epoch.slice(0, 64) }),
-    ...(params.resume === undefined ? {} : { resume: params.resume }),
-    ...(shard === undefined ? {} : { shard }),
-  };
-  // A fresh request: nothing the client sent (headers included) reaches the room but this.
-  const res = await stub.fetch("https://room.internal/ws", {
-    headers: { upgrade: "websocket", [JOIN_HEADER]: JSON.stringify(payload) },
-  });
-  // A refusal (a ban) comes back with immutable headers: copied, so CORS can be added to it.
-  return res.status === 101 ? res : new Response(res.body, res);
 }
 
 async function readPublish(request: Request, config: Config): Promise<{ data: unknown; key?: string } | Failure> {
