@@ -296,7 +296,7 @@ class Relay {
   }
 
   #expireAt(exp: number): void {
-    clearTimeout(this.#expiry);
+    if (this.#expiry !== undefined) clearTimeout(this.#expiry);
     const left = exp * 1000 - Date.now();
     this.#expiry = setTimeout(
       () => (Date.now() >= exp * 1000 ? this.#close(TOKEN_EXPIRED, "token expired") : this.#expireAt(exp)),
@@ -321,7 +321,7 @@ class Relay {
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    clearTimeout(this.#expiry);
+    if (this.#expiry !== undefined) clearTimeout(this.#expiry);
     clearInterval(this.#idle);
     for (const sub of this.#subs.values()) {
       sub.state = "ended";

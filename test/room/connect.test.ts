@@ -22,7 +22,7 @@ describe("GET /connect", () => {
     expect((await connectUpgrade(undefined)).status).toBe(401);
     const good = await userToken("alice", { "c-*": ["*"] });
     const foreign = await connectUpgrade(good, { headers: { origin: "https://evil.example" } });
-    expect([foreign.status, ((await foreign.json()) as { error: { code: string } }).error.code]).toEqual([403, "forbidden"]);
+    expect([foreign.status, (await foreign.json<{ error: { code: string } }>()).error.code]).toEqual([403, "forbidden"]);
     const probe = await call("GET", `/connect?token=${good}`);
     expect([probe.status, probe.json.error.code]).toEqual([426, "upgrade_required"]);
     const m = await connectMux(good);
