@@ -41,6 +41,8 @@ export const CloseCode = {
   policy: 1008,
   tooBig: 1009,
   serverError: 1011,
+  /** a connection (GET /connect) relayed MAX_FRAMES_PER_CONNECTION frames: reconnect and resume */
+  reconnect: 1012,
   /** the token's `exp` passed without a `refresh` */
   tokenExpired: 4401,
   /** a `refresh` token no longer grants `subscribe` in this room, or an admin kicked the user */
@@ -247,6 +249,12 @@ export type ErrorFrame = z.infer<typeof ErrorFrame>;
 
 // ---- one connection, many rooms (GET /connect, worker/connect.ts) ---------------------
 
+/** Joins one connection has waiting for their room's answer at once: the platform lets a request wait on six connections' response headers. */
+export const OPENING_AT_ONCE = 6;
+/** Frames a subscription holds for its room until the room's socket opens (the SDK sends none before the welcome). */
+export const MAX_EARLY_FRAMES = 64;
+/** A connection's control frame (a refresh's token is at most 8 KiB). */
+export const MAX_CONTROL_BYTES = 16_384;
 /** A subscription's id, chosen by the client, unique on its connection: frames of an old one are told apart from a new one's. */
 export const SubId = z.number().int().min(1).max(2_147_483_647);
 /** Joins `room` over the connection, from a position as a direct socket's `?since=&epoch=&resume=` gives it. */

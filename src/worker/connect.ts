@@ -10,7 +10,11 @@ import { capabilitiesFor, verifyToken, type Identity } from "../auth";
 import type { Config } from "../config";
 import { failure, isFailure, type Failure } from "../http";
 import {
+  CloseCode,
   ConnectionFrame,
+  MAX_CONTROL_BYTES,
+  MAX_EARLY_FRAMES,
+  OPENING_AT_ONCE,
   overBytes,
   PING,
   PONG,
@@ -26,21 +30,10 @@ import type { Room } from "../room/room";
 import type { z } from "zod";
 import { joinRoom } from "./join";
 
-/** Upgrades one connection has waiting for their 101 at once: the platform's six outgoing connections per request. */
-export const OPENING_AT_ONCE = 6;
-/** Frames a client may send a subscription before its room's socket is open (the SDK sends none). */
-const MAX_EARLY_FRAMES = 64;
-/** A control frame is small: a refresh's token is at most 8 KiB. */
-const MAX_CONTROL_BYTES = 16_384;
 /** The envelope's fixed start, as the SDK and the server write it (protocol.ts RoomEnvelope). */
 const ENVELOPE = /^\{"sub":([0-9]{1,10}),"data":/;
 /** The longest a timer may be set for; a later expiry re-arms it. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** Close codes of the connection itself (docs/protocol.md, "One connection, many rooms"). */
-const TOKEN_EXPIRED = 4401;
-const IDLE = 4408;
-/** RFC 6455's "service restart": reconnect. Sent once a connection has relayed its frame budget. */
-const RECONNECT = 1012;
 
 interface Subscription {
   readonly id: number;
@@ -96,7 +89,7 @@ class Relay {
     const idleMs = config.IDLE_TIMEOUT_SEC * 1000;
     this.#idle = setInterval(
       () => {
-        if (Date.now() - this.#lastSeen > idleMs) this.#close(IDLE, "idle timeout");
+        if (Date.now() - this.#lastSeen > idleMs) this.#close(CloseCode.idle, "idle timeout");
       },
       Math.min(idleMs / 2, 30_000),
     );
@@ -161,7 +154,7 @@ class Relay {
   /** Counts a relayed frame; past the budget, the connection closes so the client resumes on a fresh request. */
   #spend(): boolean {
     if (++this.#frames <= this.#config.MAX_FRAMES_PER_CONNECTION) return true;
-    this.#close(RECONNECT, "connection budget spent: reconnect");
+    this.#close(CloseCode.reconnect, "connection budget spent: reconnect");
     return false;
   }
 
@@ -169,7 +162,7 @@ class Relay {
     const { sub: id, room } = frame;
     if (this.#subs.has(id)) return this.#error("bad_request", `subscription ${id} is in use on this connection`);
     if (!ROOM_NAME.test(room)) return this.#unsubscribed(id, room, failure("bad_request", "room name must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"));
-    if (Date.now() >= this.#identity.exp * 1000) return this.#close(TOKEN_EXPIRED, "token expired");
+    if (Date.now() >= this.#identity.exp * 1000) return this.#close(CloseCode.tokenExpired, "token expired");
     if (!capabilitiesFor(this.#identity, room).has("subscribe")) {
       return this.#unsubscribed(id, room, failure("forbidden", `token lacks the subscribe capability for room ${room}`));
     }
@@ -299,7 +292,7 @@ class Relay {
     if (this.#expiry !== undefined) clearTimeout(this.#expiry);
     const left = exp * 1000 - Date.now();
     this.#expiry = setTimeout(
-      () => (Date.now() >= exp * 1000 ? this.#close(TOKEN_EXPIRED, "token expired") : this.#expireAt(exp)),
+      () => (Date.now() >= exp * 1000 ? this.#close(CloseCode.tokenExpired, "token expired") : this.#expireAt(exp)),
       Math.min(Math.max(0, left), MAX_TIMER_MS),
     );
   }

@@ -7,11 +7,16 @@ import { ConfigSchema, type Config } from "../../src/config";
 import {
   ClientFrame,
   CloseCode,
+  ConnectionFrame,
+  ConnectionServerFrame,
   ConnectionLimits,
   ErrorCode,
   HISTORY_PAGE_DEFAULT,
   HISTORY_PAGE_MAX,
+  MAX_CONTROL_BYTES,
+  MAX_EARLY_FRAMES,
   MAX_ID_LENGTH,
+  OPENING_AT_ONCE,
   MAX_BAN_SEC,
   MAX_PRESENCE_STATE_BYTES,
   PING,
@@ -100,7 +105,7 @@ const firstColumn = (cell: string) => [...cell.matchAll(/`(\w+)`/g)].map((m) => 
 describe("docs/protocol.md", () => {
   it("is the project's own contract, and says its version", () => {
     expect(doc).not.toMatch(/\.\.\/shared|PROTOCOL\.md/);
-    expect(doc).toMatch(/^\*\*Versioning:\*\* v1\.2 /m);
+    expect(doc).toMatch(/^\*\*Versioning:\*\* v1\.3 /m);
   });
 
   it("lists every error code with the HTTP status the Worker answers it with", () => {
@@ -129,6 +134,21 @@ describe("docs/protocol.md", () => {
     const documented = new Map(rows(section("Server → client")).map((r) => [firstColumn(r[0]!), r[1]!]));
     expect([...documented.keys()].sort()).toEqual([...schemas.keys()].sort());
     for (const [name, schema] of schemas) expect(fields(documented.get(name)!), name).toEqual(schemaFields(schema));
+  });
+
+  it("describes every frame of a connection (GET /connect), both ways, with exactly its fields", () => {
+    const tables = section("Connection frames")
+      .split(/\n(?=\| server → client)/)
+      .map((t) => new Map(rows(t).map((r) => [firstColumn(r[0]!), r[1]!])));
+    for (const [table, union] of [
+      [tables[0]!, ConnectionFrame],
+      [tables[1]!, ConnectionServerFrame],
+    ] as const) {
+      const schemas = frames(union);
+      table.delete(PING);
+      expect([...table.keys()].sort()).toEqual([...schemas.keys()].sort());
+      for (const [name, schema] of schemas) expect(fields(table.get(name)!), name).toEqual(schemaFields(schema));
+    }
   });
 
   it("explains every welcome field and connection limit", () => {
@@ -179,6 +199,9 @@ describe("docs/protocol.md", () => {
       MAX_EVENT_BYTES,
       RESEND_AFTER_MS,
       SENDS_PER_ROUND,
+      OPENING_AT_ONCE,
+      MAX_EARLY_FRAMES,
+      MAX_CONTROL_BYTES,
     };
     const documented: Record<string, number> = {};
     for (const [, value, constant] of rows(section("Fixed limits"))) {
