@@ -4,7 +4,7 @@
 // so a room here keeps every behaviour of a room over its own socket (outbox, pacing, gap-free
 // resume from its own position, presence, errors) without a second implementation of them.
 import type { AckFrame, ConnectionServerFrame, ErrorCode, UnsubscribedFrame, UserRef } from "../protocol";
-import { Backoff, type BackoffOptions } from "./backoff";
+import { Backoff } from "./backoff";
 import { RoomError, type RoomErrorCode } from "./errors";
 import { Emitter } from "./events";
 import { randomPrefix } from "./outbox";
@@ -12,28 +12,18 @@ import type { RoomClientOptions, Status, StatusEvent } from "./options";
 import { refreshDelay } from "./refresh";
 import { Requests } from "./requests";
 import { RoomClient } from "./room-client";
-import { closeQuietly, OPEN, probeHandshake, type SocketClose, type SocketFactory, type WebSocketConstructor, type WebSocketLike } from "./socket";
+import { closeQuietly, OPEN, openSocket, probeHandshake, requireTransport, type SocketClose, type WebSocketLike } from "./socket";
 
-export interface ConnectionOptions {
-  /** The Worker's base URL (with createRooms' mount path), http(s):// or ws(s)://. */
-  url: string;
-  /** A token, or a function called before every (re)connect and ahead of each expiry, whose fresh token renews every room at once. */
-  token: string | (() => string | Promise<string>);
-  /** A WebSocket class. Default: the global one (browsers, Node ≥ 22). Node 20: pass `ws`'s. */
-  WebSocket?: WebSocketConstructor;
-  /** Opens the socket instead of `WebSocket` (tests, custom transports). */
-  socket?: SocketFactory;
-  /** Used for the handshake-failure probe. Default: the global fetch. */
-  fetch?: typeof fetch;
-  /** Reconnect delays of the connection (its rooms return with it). Defaults as RoomClient's. */
-  backoff?: BackoffOptions;
-  /** How often to ping. Default 25 000 ms. */
-  pingIntervalMs?: number;
-  /** No pong within this long after a ping: the connection is dead. Default 10 000 ms. */
-  pongTimeoutMs?: number;
-  /** From opening the socket to the server's `connected`. Default 15 000 ms. */
-  connectTimeoutMs?: number;
-}
+/**
+ * A Connection's settings: RoomClient's, less the room and its per-room ones. `url` is the Worker's
+ * base URL (with createRooms' mount path); a `token` function is asked before every (re)connect and
+ * ahead of each expiry, whose fresh token renews every room at once; `backoff` paces the
+ * connection's reconnects (its rooms return with it); `connectTimeoutMs` runs to the server's `connected`.
+ */
+export type ConnectionOptions = Pick<
+  RoomClientOptions,
+  "url" | "token" | "WebSocket" | "socket" | "fetch" | "backoff" | "pingIntervalMs" | "pongTimeoutMs" | "connectTimeoutMs"
+>;
 
 /** A room's own settings on a connection (the rest are the connection's). */
 export type RoomHandleOptions = Pick<RoomClientOptions, "outboxLimit" | "ackTimeoutMs" | "backoff" | "connectTimeoutMs">;
@@ -83,9 +73,7 @@ export class Connection {
   constructor(opts: ConnectionOptions) {
     this.#opts = opts;
     this.#backoff = new Backoff(opts.backoff);
-    if (!opts.socket && !opts.WebSocket && !(globalThis as { WebSocket?: unknown }).WebSocket) {
-      throw new TypeError("no global WebSocket: pass one (in Node 20: `WebSocket` from the ws package)");
-    }
+    requireTransport(opts);
     queueMicrotask(() => void this.#connect());
   }
 
@@ -188,7 +176,7 @@ export class Connection {
       const { token } = this.#opts;
       this.#token = typeof token === "string" ? token : await token();
       if (this.#closed()) return;
-      ws = await this.#open(this.#url("ws", this.#token));
+      ws = await openSocket(this.#opts, this.#url("ws", this.#token));
     } catch {
       return void this.#failed(undefined, false);
     }
@@ -204,12 +192,6 @@ export class Connection {
       if (this.#ws === ws) void this.#failed(ws, opened || this.#connected);
     });
     ws.addEventListener("error", () => {});
-  }
-
-  #open(url: string): WebSocketLike | Promise<WebSocketLike> {
-    if (this.#opts.socket) return this.#opts.socket(url);
-    const Ctor = this.#opts.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
-    return new Ctor(url);
   }
 
   /** The socket closed (or never opened): retry, unless the handshake's probe says it cannot succeed. */
@@ -390,13 +372,18 @@ class Subscription implements WebSocketLike {
   readonly #listeners = new Map<string, Listener[]>();
   readonly #prefix: string;
 
+  readonly #write: (text: string) => void;
+  readonly #left: () => void;
+
   constructor(
     readonly id: number,
     readonly room: string,
-    readonly send_: (text: string) => void,
-    readonly left: () => void,
+    write: (text: string) => void,
+    left: () => void,
   ) {
     this.#prefix = `{"sub":${id},"data":`;
+    this.#write = write;
+    this.#left = left;
   }
 
   addEventListener(type: string, listener: Listener): void {
@@ -408,13 +395,13 @@ class Subscription implements WebSocketLike {
   send(text: string): void {
     if (this.readyState !== OPEN) throw new Error("the subscription is closed");
     if (text === PING) return queueMicrotask(() => this.#emit("message", { data: PONG }));
-    this.send_(`${this.#prefix}${text}}`);
+    this.#write(`${this.#prefix}${text}}`);
   }
 
   /** The client closes it (leave, or a lost attempt): the connection unsubscribes. */
   close(code = 1000, reason = ""): void {
     if (this.readyState !== OPEN) return;
-    this.left();
+    this.#left();
     this.end({ code, reason });
   }
 

@@ -11,7 +11,16 @@ import { Requests } from "./requests";
 import { refreshDelay } from "./refresh";
 import { ResumePoint } from "./resume";
 import type { HistoryPage, RoomClientOptions, RoomEvents, Status } from "./options";
-import { closeQuietly, decodeServerMessage, OPEN, probeHandshake, type SocketClose, type WebSocketConstructor, type WebSocketLike } from "./socket";
+import {
+  closeQuietly,
+  decodeServerMessage,
+  OPEN,
+  openSocket,
+  probeHandshake,
+  requireTransport,
+  type SocketClose,
+  type WebSocketLike,
+} from "./socket";
 
 /** The room's close code for a connection whose token lost this room. */
 const FORBIDDEN_CLOSE = 4403;
@@ -61,9 +70,7 @@ export class RoomClient {
     this.#outbox = new Outbox({ limit: opts.outboxLimit ?? OUTBOX_LIMIT, ackTimeoutMs, idPrefix: prefix });
     this.#requests = new Requests(prefix, ackTimeoutMs);
     this.#pacer = new Pacer(this.#send);
-    if (!opts.socket && !opts.WebSocket && !(globalThis as { WebSocket?: unknown }).WebSocket) {
-      throw new TypeError("no global WebSocket: pass one (in Node 20: `WebSocket` from the ws package)");
-    }
+    requireTransport(opts);
     // Connect after the caller has had the chance to attach listeners, so it sees `connecting`.
     queueMicrotask(() => void this.#connect());
   }
@@ -159,7 +166,7 @@ export class RoomClient {
       const { token } = this.#opts;
       attempt.token = typeof token === "string" ? token : await token();
       if (this.#attempt !== attempt) return;
-      ws = await this.#open(this.#url("ws", attempt.token));
+      ws = await openSocket(this.#opts, this.#url("ws", attempt.token));
     } catch {
       // No token (its function threw) or no socket: like a refused handshake, probed if it can be.
       if (this.#attempt === attempt) void this.#failed(attempt);
@@ -199,12 +206,6 @@ export class RoomClient {
     // An error is always followed by a close; `ws` throws if no error listener exists.
     ws.addEventListener("error", () => {});
     if (ws.readyState === OPEN) attempt.opened = true;
-  }
-
-  #open(url: string): WebSocketLike | Promise<WebSocketLike> {
-    if (this.#opts.socket) return this.#opts.socket(url);
-    const Ctor = this.#opts.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
-    return new Ctor(url);
   }
 
   /** The attempt's socket closed, or it never got one. Decides between retrying and giving up. */

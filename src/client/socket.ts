@@ -31,6 +31,25 @@ export type SocketFactory = (url: string) => WebSocketLike | Promise<WebSocketLi
 
 export const OPEN = 1;
 
+/** Where a client gets its sockets: a factory, a class, or the global WebSocket. */
+export interface Transport {
+  WebSocket?: WebSocketConstructor;
+  socket?: SocketFactory;
+}
+
+/** Fails at construction, not at the first connect, when no socket can ever be opened. */
+export function requireTransport(t: Transport): void {
+  if (!t.socket && !t.WebSocket && !(globalThis as { WebSocket?: unknown }).WebSocket) {
+    throw new TypeError("no global WebSocket: pass one (in Node 20: `WebSocket` from the ws package)");
+  }
+}
+
+export function openSocket(t: Transport, url: string): WebSocketLike | Promise<WebSocketLike> {
+  if (t.socket) return t.socket(url);
+  const Ctor = t.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
+  return new Ctor(url);
+}
+
 /**
  * Failures after which reconnecting with the same credentials cannot help, by the status that
  * must carry them. The status decides first: a 429 or 5xx (a key-server outage is 503
